@@ -1,0 +1,2 @@
+/* placeholder: not written yet */
+typedef int dxb_placeholder_t;
