@@ -1,0 +1,129 @@
+/* agt_agent: the agent's shared state, used by its modules:
+ *   agt_store  LMDB outbox, inbox de-duplication, API queue, directory, audit
+ *   agt_link   the CURVE DEALER session to the broker (publish, deliver, heartbeat)
+ *   agt_spool  outbox folder scanning and inbox file placing
+ *   agt_api    the local API socket for applications
+ * Everything runs on the main thread in one zloop. The agent acknowledges an
+ * application (file pick-up or API publish) only after its outbox commit, and
+ * the broker only after its inbox commit (DESIGN.md section 4).
+ */
+#ifndef AGT_AGENT_H
+#define AGT_AGENT_H
+
+#include <czmq.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agents/agt_cfg.h"
+#include "common/dxb_audit.h"
+#include "common/dxb_keys.h"
+#include "common/dxb_store.h"
+#include "proto/dxb_msg.h"
+
+#define AGT_MAX_SUBSCRIBERS 16
+
+/* A node as known from the broker's directory (or a pin). */
+typedef struct {
+    char id[65];
+    char region[7];
+    uint8_t level;
+    uint8_t clearance;
+    uint8_t sign_pk[32];
+    uint8_t box_pk[32];
+} agt_peer_t;
+
+typedef enum {
+    AGT_LINK_DOWN,  /* no socket; reconnect at reconnect_at */
+    AGT_LINK_HELLO, /* socket connecting, HELLO sent, waiting for WELCOME */
+    AGT_LINK_UP,    /* session established */
+} agt_link_state_t;
+
+typedef struct {
+    uint8_t rid[256];
+    size_t rid_len;
+    char dataset[65]; /* "" = all */
+    bool active;
+} agt_sub_t;
+
+typedef struct {
+    uint64_t picked_up, api_published, sent, acked, refused, received, duplicates, rejected;
+} agt_stats_t;
+
+typedef struct agt {
+    agt_cfg_t cfg;         /* owned */
+    dxb_keypair_t keys;    /* secret; wiped at destroy */
+    uint8_t broker_box_pk[32];
+    uint8_t spool_id_key[32]; /* derives deterministic ids of spool files; secret */
+
+    dxb_store_t *store;    /* owned */
+    MDB_dbi out, outid, meta, seen, seent, placing, apiq, apiid, dir, dead, auditdb;
+    dxb_audit_t audit;
+    uint64_t next_oseq, next_aseq, next_dead;
+
+    void *ctx;             /* owned zmq context */
+    void *dealer;          /* owned; NULL while the link is down */
+    void *api;             /* owned ROUTER for applications */
+    zloop_t *loop;         /* owned */
+    zmq_pollitem_t dealer_item;
+    int sigfd;
+
+    agt_link_state_t link;
+    uint64_t last_rx_mono, last_ping_mono, reconnect_at, last_puback_mono;
+    uint64_t pub_cursor;   /* next outbox oseq to send (0 = from the oldest) */
+    uint32_t pub_inflight; /* envelopes sent and not yet answered */
+    uint64_t backoff_until;
+    uint64_t last_scan_mono;
+    bool link_logged_down;
+
+    agt_peer_t *peers;     /* owned directory */
+    size_t n_peers;
+
+    agt_sub_t subs[AGT_MAX_SUBSCRIBERS];
+    uint64_t api_cursor;   /* next API queue aseq to push */
+    uint32_t api_inflight;
+
+    msgpack_sbuffer sbuf;  /* scratch for outgoing frames */
+    agt_stats_t stats;
+} agt_t;
+
+/* agt_store.c */
+dxb_err_t agt_store_open(agt_t *a) DXB_MUST_CHECK;
+/* Seals and appends one message to the outbox inside txn. msg_id is given
+ * (deterministic for spool files, random for API). */
+dxb_err_t agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
+                               const char *dataset, char (*recipients)[65], size_t n,
+                               dxb_bytes_t name, dxb_bytes_t payload,
+                               uint32_t ttl_s) DXB_MUST_CHECK;
+bool agt_store_outbox_has(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16]);
+/* Removes an outbox entry by message id (acked or dead). DXB_ENOTFOUND if gone. */
+dxb_err_t agt_store_outbox_del(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
+                               uint16_t dead_code) DXB_MUST_CHECK;
+/* Writes a small transaction with just an audit record. */
+void agt_store_audit_now(agt_t *a, const char *action, const char *object, const char *result,
+                         const char *detail);
+/* Commits txn, settles the audit head; logs failures. */
+dxb_err_t agt_store_commit(agt_t *a, MDB_txn **txn_p) DXB_MUST_CHECK;
+void agt_store_save_directory(agt_t *a);
+agt_peer_t *agt_peer_find(agt_t *a, const char *id);
+/* Outbox depth for the log and API. */
+uint64_t agt_store_outbox_count(agt_t *a);
+
+/* agt_link.c */
+void agt_link_tick(agt_t *a);
+void agt_link_pump(agt_t *a);
+void agt_link_close(agt_t *a);
+
+/* agt_spool.c */
+dxb_err_t agt_spool_prepare(agt_t *a) DXB_MUST_CHECK;
+void agt_spool_scan(agt_t *a);
+void agt_spool_recover(agt_t *a);
+/* Handles a DELIVER frame: verify, decrypt, store, place; fills results. */
+void agt_spool_deliver(agt_t *a, dxb_iter_t envs, dxb_result_t *results, size_t *n_results);
+
+/* agt_api.c */
+dxb_err_t agt_api_bind(agt_t *a) DXB_MUST_CHECK;
+int agt_api_on_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+void agt_api_push(agt_t *a);
+
+#endif
