@@ -834,6 +834,11 @@ s_on_router(zloop_t *loop, zmq_pollitem_t *pi, void *arg)
                      t);
             s_refuse(srv, it);
         }
+        if (t == DXB_T_HELLO) {
+            /* End the batch here: frames behind a HELLO belong to the session
+             * it starts, which exists only once phase A has run. */
+            break;
+        }
     }
     s_phase_a(srv, items, n);
     s_phase_b(srv, items, n);

@@ -762,6 +762,7 @@ class RawPeer:
         self.keepalive = keepalive
         self.closed = False
         self.last_ping = 0.0
+        self.hello_sent = False  # PINGs belong to a session: none before HELLO
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -771,7 +772,7 @@ class RawPeer:
                 if self.closed:
                     return
                 now = time.monotonic()
-                if self.keepalive and now - self.last_ping >= HEARTBEAT_MS / 2000.0:
+                if self.keepalive and self.hello_sent and now - self.last_ping >= HEARTBEAT_MS / 2000.0:
                     self.last_ping = now
                     self._send_locked([1, T_PING, int(time.time() * 1000)])
                 got = []
@@ -842,6 +843,7 @@ class RawPeer:
     def hello(self, node=None, window=256, timeout=5.0):
         """Sends HELLO; returns the WELCOME or ERROR frame (or None)."""
         self.send([1, T_HELLO, node or self.key.node, "dxb-test", window, HEARTBEAT_MS])
+        self.hello_sent = True
         return self.recv(timeout, types=(T_WELCOME, T_ERROR))
 
     def publish(self, envelopes, timeout=10.0):
