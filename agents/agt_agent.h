@@ -73,6 +73,7 @@ typedef struct agt {
     uint64_t pub_cursor;   /* next outbox oseq to send (0 = from the oldest) */
     uint32_t pub_inflight; /* envelopes sent and not yet answered */
     uint64_t backoff_until;
+    uint32_t pub_frame_cap; /* envelopes per PUBLISH; shrinks when the broker is full */
     uint64_t last_scan_mono;
     bool link_logged_down;
 

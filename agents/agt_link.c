@@ -99,6 +99,7 @@ agt_link_pump(agt_t *a)
         return;
     }
     static dxb_bytes_t envs[PUB_FRAME_MAX];
+    uint32_t frame_cap = a->pub_frame_cap ? a->pub_frame_cap : PUB_FRAME_MAX;
     while (a->pub_inflight < a->cfg.publish_window) {
         MDB_txn *txn = NULL;
         if (dxb_store_begin(a->store, false, &txn) != DXB_OK) {
@@ -113,7 +114,7 @@ agt_link_pump(agt_t *a)
         uint64_t last = 0;
         uint32_t room = a->cfg.publish_window - a->pub_inflight;
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < room &&
-                                                                  n < PUB_FRAME_MAX;
+                                                                  n < frame_cap;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             if (n > 0 && bytes + v.mv_size > PUB_FRAME_BYTES) {
                 break;
@@ -197,6 +198,14 @@ s_on_puback(agt_t *a, dxb_iter_t it)
     }
     dxb_store_abort(&txn);
     dxb_audit_settle(&a->audit, err == DXB_OK);
+    uint32_t cap = a->pub_frame_cap ? a->pub_frame_cap : PUB_FRAME_MAX;
+    if (backoff && backoff_code == DXB_W_EFULL) {
+        /* A frame bigger than the broker's free space would be refused
+         * forever: send smaller frames until space comes back. */
+        a->pub_frame_cap = cap > 4 ? cap / 4 : 1;
+    } else if (!backoff && cap < PUB_FRAME_MAX) {
+        a->pub_frame_cap = cap * 2 > PUB_FRAME_MAX ? PUB_FRAME_MAX : cap * 2;
+    }
     if (backoff) {
         /* The broker kept nothing of those: resend everything unacked, in
          * order, after a pause (back-pressure; PROTOCOL 7.2.4). */

@@ -733,14 +733,14 @@ s_phase_a(brk_server_t *srv, brk_item_t *items, size_t n)
     }
 }
 
-/* Phase B: publishes, one transaction, then PUBACKs (PROTO-R9). */
-static void
-s_phase_b(brk_server_t *srv, brk_item_t *items, size_t n)
+/* Runs every PUBLISH of the drain in one transaction and commits it. */
+static dxb_err_t
+s_store_publishes(brk_server_t *srv, brk_item_t *items, size_t n, bool *any)
 {
     MDB_txn *txn = NULL;
     dxb_err_t err = DXB_OK;
     uint64_t now = dxb_now_ms();
-    bool any = false;
+    *any = false;
     for (size_t i = 0; i < n && !err; i++) {
         brk_item_t *it = &items[i];
         if (it->err || it->sess == NULL || it->frame.type != DXB_T_PUBLISH) {
@@ -752,7 +752,10 @@ s_phase_b(brk_server_t *srv, brk_item_t *items, size_t n)
                 break;
             }
         }
-        any = true;
+        *any = true;
+        free(it->results);
+        it->results = NULL;
+        it->n_results = 0;
         err = s_on_publish(srv, txn, it, now);
     }
     if (txn != NULL && !err) {
@@ -761,8 +764,42 @@ s_phase_b(brk_server_t *srv, brk_item_t *items, size_t n)
     }
     dxb_store_abort(&txn);
     dxb_audit_settle(&srv->queue->audit, err == DXB_OK);
+    return err;
+}
+
+/* LMDB reuses the pages freed by transaction N only from transaction N+2 on
+ * (a reader could still see N). After a drain frees space, the next write
+ * commit is what makes it usable; when that write is a publish that fails for
+ * want of space, nothing would ever commit again. This commits a one-key
+ * write so the freed pages become reusable. */
+static void
+s_touch_store(brk_server_t *srv)
+{
+    MDB_txn *txn = NULL;
+    uint64_t now = dxb_now_ms();
+    MDB_val k = {9, "last_full"}, v = {8, &now};
+    dxb_err_t err = dxb_store_begin(srv->store, true, &txn);
+    if (!err) {
+        err = dxb_store_err(mdb_put(txn, srv->queue->meta, &k, &v, 0), "meta put");
+    }
+    if (!err) {
+        err = dxb_store_commit(srv->store, &txn);
+    }
+    dxb_store_abort(&txn);
+}
+
+/* Phase B: publishes, one transaction, then PUBACKs (PROTO-R9). */
+static void
+s_phase_b(brk_server_t *srv, brk_item_t *items, size_t n)
+{
+    bool any = false;
+    dxb_err_t err = s_store_publishes(srv, items, n, &any);
     if (!any) {
         return;
+    }
+    if (err == DXB_EFULL) {
+        s_touch_store(srv);
+        err = s_store_publishes(srv, items, n, &any);
     }
     if (err) {
         dxb_log_warn("BRK-PUBFAIL", "publish batch not stored err=%s", dxb_strerror(err));
