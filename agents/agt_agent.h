@@ -107,6 +107,8 @@ void agt_store_audit_now(agt_t *a, const char *action, const char *object, const
 dxb_err_t agt_store_commit(agt_t *a, MDB_txn **txn_p) DXB_MUST_CHECK;
 void agt_store_save_directory(agt_t *a);
 agt_peer_t *agt_peer_find(agt_t *a, const char *id);
+/* Forgets inbox de-duplication records older than inbound.dedup_window_s. */
+void agt_store_sweep(agt_t *a);
 /* Outbox depth for the log and API. */
 uint64_t agt_store_outbox_count(agt_t *a);
 

@@ -282,3 +282,34 @@ agt_store_outbox_count(agt_t *a)
     }
     return st.ms_entries;
 }
+
+void
+agt_store_sweep(agt_t *a)
+{
+    uint64_t before = dxb_now_ms() - a->cfg.dedup_window_s * 1000;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    if (dxb_store_begin(a->store, true, &txn) != DXB_OK) {
+        return;
+    }
+    unsigned n = 0;
+    int rc = mdb_cursor_open(txn, a->seent, &cur);
+    MDB_val k, v;
+    /* Forget inbox de-duplication records older than the window, a bounded
+     * number per call so one sweep never holds the writer for long. */
+    while (rc == 0 && n < 1000 && mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) {
+        if (k.mv_size != 24 || dxb_be64_get(k.mv_data) >= before) {
+            break;
+        }
+        MDB_val sk = {16, (uint8_t *)k.mv_data + 8};
+        mdb_del(txn, a->seen, &sk, NULL);
+        rc = mdb_cursor_del(cur, 0);
+        n++;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (n == 0 || rc != 0 || agt_store_commit(a, &txn) != DXB_OK) {
+        dxb_store_abort(&txn);
+    }
+}

@@ -67,6 +67,11 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
         agt_spool_scan(a);
     }
     agt_api_push(a);
+    static uint64_t last_sweep;
+    if (now - last_sweep >= 10000) {
+        last_sweep = now;
+        agt_store_sweep(a);
+    }
 #ifdef DXB_HAVE_SYSTEMD
     static uint64_t last_watchdog;
     uint64_t usec = 0;

@@ -36,6 +36,7 @@ typedef struct {
     char detail[160];
     dxb_result_t *results;    /* owned: PUBLISH results */
     size_t n_results;
+    uint64_t n_published_before, n_refused_before; /* session counters to restore */
 } brk_item_t;
 
 static void s_pump(brk_server_t *srv, brk_sess_t *s);
@@ -740,7 +741,15 @@ s_store_publishes(brk_server_t *srv, brk_item_t *items, size_t n, bool *any)
     MDB_txn *txn = NULL;
     dxb_err_t err = DXB_OK;
     uint64_t now = dxb_now_ms();
+    /* Counters move only with a commit: keep the old values to restore. */
+    brk_stats_t stats_before = srv->stats;
     *any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].sess != NULL) {
+            items[i].n_published_before = items[i].sess->n_published;
+            items[i].n_refused_before = items[i].sess->n_refused;
+        }
+    }
     for (size_t i = 0; i < n && !err; i++) {
         brk_item_t *it = &items[i];
         if (it->err || it->sess == NULL || it->frame.type != DXB_T_PUBLISH) {
@@ -764,6 +773,17 @@ s_store_publishes(brk_server_t *srv, brk_item_t *items, size_t n, bool *any)
     }
     dxb_store_abort(&txn);
     dxb_audit_settle(&srv->queue->audit, err == DXB_OK);
+    if (err) {
+        uint64_t commits = srv->stats.commits;
+        srv->stats = stats_before;
+        srv->stats.commits = commits;
+        for (size_t i = n; i-- > 0;) {
+            if (items[i].sess != NULL) {
+                items[i].sess->n_published = items[i].n_published_before;
+                items[i].sess->n_refused = items[i].n_refused_before;
+            }
+        }
+    }
     return err;
 }
 
