@@ -212,7 +212,10 @@ dxb_write_file_atomic(const char *path, const void *data, size_t len, unsigned m
         *slash = '\0';
     }
     dxb_err_t err = DXB_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* A stale or planted tmp file must not lend us its permissions or, as a
+     * symlink, redirect the write: remove it and create ours exclusively. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         dxb_log_error("DXB-WRITE", "cannot create file path=%s errno=%s", tmp, strerror(errno));
         return errno == ENOSPC ? DXB_EFULL : DXB_EIO;
