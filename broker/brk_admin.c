@@ -336,6 +336,26 @@ s_cmd_audit_verify(brk_server_t *srv, msgpack_packer *pk, MDB_txn *txn)
     s_u64(pk, "first_bad_seq", bad);
 }
 
+/* True (with a message naming the record) when the audit chain is broken. */
+static bool
+s_audit_broken(brk_server_t *srv, char *msg, size_t cap)
+{
+    MDB_txn *txn = NULL;
+    uint64_t count = 0, bad = 0;
+    if (dxb_store_begin(srv->store, false, &txn) != DXB_OK) {
+        return false;
+    }
+    dxb_err_t err = dxb_audit_verify(txn, srv->queue->auditdb, &count, &bad);
+    dxb_store_abort(&txn);
+    if (err == DXB_EINTEGRITY) {
+        snprintf(msg, cap, "audit chain broken at record %llu (%llu records before it verify)",
+                 (unsigned long long)bad, (unsigned long long)count);
+        dxb_log_error("BRK-AUDITBROKEN", "%s", msg);
+        return true;
+    }
+    return false;
+}
+
 /* Runs a read-only command inside one read transaction. */
 static dxb_err_t
 s_query(brk_server_t *srv, const dxb_frame_t *f, msgpack_packer *pk)
@@ -431,6 +451,10 @@ brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len)
         }
         dxb_log_notice("BRK-ADMIN", "operator command cmd=%s target=%s count=%llu", cmd,
                        f.u.admin_req.args[0], (unsigned long long)done);
+        return;
+    }
+    if (strcmp(cmd, "audit.verify") == 0 && s_audit_broken(srv, detail, sizeof(detail))) {
+        s_reply_error(srv, DXB_EINTEGRITY, detail);
         return;
     }
     msgpack_sbuffer_clear(&srv->sbuf);

@@ -607,8 +607,12 @@ s_cmd_audit(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
     if (exit_code != CTL_CONTINUE) {
         return exit_code;
     }
+    if (args.n_words == 1 && strcmp(args.words[0], "verify") == 0 && args.values[0] == NULL) {
+        /* The broker answers EINTEGRITY naming the first broken record. */
+        return s_admin_call(opts, "audit.verify", NULL, 0, CTL_RENDER_VERTICAL);
+    }
     if (args.n_words != 1 || strcmp(args.words[0], "tail") != 0) {
-        return s_usage_error(cmd->name, "usage: dxbctl audit tail [--n N]");
+        return s_usage_error(cmd->name, "usage: dxbctl audit tail [--n N] | audit verify");
     }
     exit_code = s_check_count(cmd, "--n", args.values[0], &n);
     if (exit_code != CTL_CONTINUE) {
@@ -666,11 +670,15 @@ static const ctl_cmd_t s_cmds[] = {
      "\n"
      "Prints the broker's counters, one per line (one JSON row with --json).\n"},
     {"audit", s_audit_opts, s_cmd_audit,
-     "  audit tail [--n N]             the newest audit records\n",
+     "  audit tail [--n N]             the newest audit records\n"
+     "  audit verify                   check the audit hash chain\n",
      "usage: dxbctl audit tail [--n N]\n"
+     "       dxbctl audit verify\n"
      "\n"
-     "Prints the newest N audit records (the broker's default when --n is not\n"
-     "given): sequence, time, actor, action, object, result and detail.\n"},
+     "tail prints the newest N audit records (the broker's default when --n is\n"
+     "not given): sequence, time, actor, action, object, result and detail.\n"
+     "verify walks the whole hash chain; it exits 1 naming the first broken\n"
+     "record when a record was changed, deleted, inserted or reordered.\n"},
 };
 
 static void

@@ -100,3 +100,13 @@ def test_audit_tail_records_connect_and_accepted_messages(h, queued):
     assert len(h.audit(2)) == 2
     human = h.dxbctl("audit", "tail", "--n", "5", json=False)
     assert human.returncode == 0 and "accepted" in human.stdout
+
+
+@pytest.mark.smoke
+def test_audit_verify_passes_on_an_untouched_chain(h, queued):
+    rows = h.dxbctl("audit", "verify")
+    assert len(rows) == 1 and rows[0]["ok"] is True, rows
+    assert rows[0]["first_bad_seq"] == 0
+    assert rows[0]["records"] >= len(h.audit(1000))
+    human = h.dxbctl("audit", "verify", json=False)
+    assert human.returncode == 0 and "records" in human.stdout
