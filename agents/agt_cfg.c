@@ -1,7 +1,6 @@
 /* agt_cfg: loads and validates the agent configuration. */
 #include "agents/agt_cfg.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,17 +8,6 @@
 #include "common/dxb_keys.h"
 #include "common/dxb_util.h"
 #include "common/dxb_yaml.h"
-
-static void
-s_resolve(const char *cfg_dir, char *path, size_t cap)
-{
-    if (path[0] == '\0' || path[0] == '/') {
-        return;
-    }
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s/%s", cfg_dir, path);
-    dxb_strlcpy(path, tmp, cap);
-}
 
 static void
 s_defaults(agt_cfg_t *c)
@@ -73,7 +61,7 @@ s_load_agent(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *a, agt_cfg_t *c, const 
         }
     } else {
         char owner[65], errbuf[512];
-        s_resolve(cfg_dir, key_file, sizeof(key_file));
+        dxb_path_resolve(cfg_dir, key_file, sizeof(key_file));
         if (dxb_keys_load_public(key_file, owner, c->broker_sign_pk, errbuf, sizeof(errbuf))) {
             dxb_yaml_error(doc, dxb_yaml_get(a, "broker_public_key_file"), "%s", errbuf);
         }
@@ -213,43 +201,31 @@ s_load_lists(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, agt_cfg_t *c)
     }
 }
 
+static void
+s_fill(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, const char *cfg_dir, void *arg)
+{
+    agt_cfg_t *c = arg;
+    s_load_agent(doc, dxb_yaml_get(root, "agent"), c, cfg_dir);
+    s_load_tuning(doc, root, c);
+    s_load_lists(doc, root, c);
+    dxb_path_resolve(cfg_dir, c->key_path, sizeof(c->key_path));
+    dxb_path_resolve(cfg_dir, c->data_dir, sizeof(c->data_dir));
+}
+
 dxb_err_t
 agt_cfg_load(const char *path, agt_cfg_t *out, char **errors_p)
 {
-    dxb_yaml_doc_t *doc = NULL;
-    *errors_p = NULL;
     s_defaults(out);
-    dxb_err_t err = dxb_yaml_load_file(path, &doc);
+    dxb_err_t err = dxb_yaml_load_config(path, s_fill, out, errors_p);
     if (err) {
-        char buf[4300];
-        snprintf(buf, sizeof(buf), "%s: cannot read config: %s\n", path, dxb_strerror(err));
-        *errors_p = strdup(buf);
-        return DXB_ECONFIG;
+        agt_cfg_free(out);
+        return err;
     }
-    char dirbuf[4096];
-    dxb_strlcpy(dirbuf, path, sizeof(dirbuf));
-    const char *cfg_dir = dirname(dirbuf);
-    const dxb_yaml_node_t *root = dxb_yaml_root(doc);
-    if (dxb_yaml_expect_map(doc, root, "top level", true)) {
-        s_load_agent(doc, dxb_yaml_get(root, "agent"), out, cfg_dir);
-        s_load_tuning(doc, root, out);
-        s_load_lists(doc, root, out);
-        dxb_yaml_check_unused(doc, root);
-    }
-    s_resolve(cfg_dir, out->key_path, sizeof(out->key_path));
-    s_resolve(cfg_dir, out->data_dir, sizeof(out->data_dir));
     if (out->api_endpoint[0] == '\0') {
         snprintf(out->api_endpoint, sizeof(out->api_endpoint), "ipc://%s/api.sock",
                  out->data_dir);
     }
-    err = DXB_OK;
-    if (dxb_yaml_error_count(doc) > 0) {
-        *errors_p = strdup(dxb_yaml_errors(doc));
-        err = DXB_ECONFIG;
-        agt_cfg_free(out);
-    }
-    dxb_yaml_destroy(&doc);
-    return err;
+    return DXB_OK;
 }
 
 void

@@ -1,13 +1,11 @@
 /* dxb-agent: the front-end exchange node (前置机). main() is the start-up
  * checklist: signals, arguments, config, sodium, keys, store, spool folders,
  * inbox recovery, API socket, ready, run, tear down in reverse. */
-#include <getopt.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/signalfd.h>
+#include <string.h>
 #include <unistd.h>
 #include <czmq.h>
 
@@ -16,11 +14,10 @@
 #endif
 
 #include "agents/agt_agent.h"
+#include "common/dxb_daemon.h"
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
 
-#define EX_USAGE 64
-#define EX_CONFIG 78
 #define TICK_MS 50
 
 static void
@@ -191,76 +188,34 @@ s_run(agt_t *a)
 int
 main(int argc, char **argv)
 {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    zsys_handler_set(NULL);
-
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
-    const char *cfg_path = NULL, *level_arg = NULL;
-    bool check_only = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            cfg_path = optarg;
-            break;
-        case 'k':
-            check_only = true;
-            break;
-        case 'l':
-            level_arg = optarg;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
-        case 'V':
-            printf("dxb-agent 0.1.0 (protocol 1)\n");
-            return 0;
-        default:
-            s_usage(stderr);
-            return EX_USAGE;
-        }
-    }
-    if (cfg_path == NULL || optind != argc) {
-        fprintf(stderr, "dxb-agent: --config FILE is required (try --help)\n");
-        return EX_USAGE;
-    }
-    int level = level_arg ? dxb_log_level_parse(level_arg) : -1;
-    if (level_arg && level < 0) {
-        fprintf(stderr, "dxb-agent: unknown log level '%s'\n", level_arg);
-        return EX_USAGE;
+    static agt_t agent;
+    agt_t *a = &agent;
+    a->sigfd = dxb_daemon_signals();
+    dxb_daemon_args_t args;
+    int rc = dxb_daemon_parse_args(argc, argv, "dxb-agent", s_usage, &args);
+    if (rc >= 0) {
+        return rc;
     }
     dxb_log_init("dxb-agent", DXB_LOG_INFO);
     if (sodium_init() < 0) {
         fprintf(stderr, "dxb-agent: libsodium failed to initialise\n");
         return 1;
     }
-    static agt_t agent;
-    agt_t *a = &agent;
     char *errors = NULL;
-    if (agt_cfg_load(cfg_path, &a->cfg, &errors) != DXB_OK) {
+    if (agt_cfg_load(args.cfg_path, &a->cfg, &errors) != DXB_OK) {
         fprintf(stderr, "%s", errors ? errors : "invalid configuration\n");
         free(errors);
-        return EX_CONFIG;
+        return DXB_EX_CONFIG;
     }
-    if (check_only) {
-        printf("%s: configuration ok (%zu datasets)\n", cfg_path, a->cfg.n_datasets);
+    if (args.check_only) {
+        printf("%s: configuration ok (%zu datasets)\n", args.cfg_path, a->cfg.n_datasets);
         agt_cfg_free(&a->cfg);
         return 0;
     }
-    dxb_log_init("dxb-agent",
-                 level >= 0 ? (dxb_log_level_t)level : (dxb_log_level_t)a->cfg.log_level);
+    dxb_log_init("dxb-agent", (dxb_log_level_t)(args.log_level >= 0 ? args.log_level
+                                                                    : a->cfg.log_level));
     msgpack_sbuffer_init(&a->sbuf);
-    a->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    int rc = 1;
+    rc = 1;
     dxb_err_t err = s_start(a);
     if (err) {
         dxb_log_error("AGT-START", "agent cannot start err=%s", dxb_strerror(err));

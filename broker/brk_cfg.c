@@ -1,7 +1,6 @@
 /* brk_cfg: loads and validates the broker configuration. */
 #include "broker/brk_cfg.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +16,6 @@ const char *
 brk_cfg_level_name(uint8_t level)
 {
     return level >= 1 && level <= 4 ? s_levels[level - 1] : "?";
-}
-
-/* Makes a config-relative path absolute against the config file's directory. */
-static void
-s_resolve(const char *cfg_dir, char *path, size_t cap)
-{
-    if (path[0] == '\0' || path[0] == '/') {
-        return;
-    }
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s/%s", cfg_dir, path);
-    dxb_strlcpy(path, tmp, cap);
 }
 
 static void
@@ -80,7 +67,7 @@ s_load_node(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, brk_node_cfg_t *n,
         }
     } else {
         char owner[65], errbuf[512];
-        s_resolve(cfg_dir, key_file, sizeof(key_file));
+        dxb_path_resolve(cfg_dir, key_file, sizeof(key_file));
         if (dxb_keys_load_public(key_file, owner, n->sign_pk, errbuf, sizeof(errbuf)) !=
             DXB_OK) {
             dxb_yaml_error(doc, dxb_yaml_get(m, "public_key_file"), "%s", errbuf);
@@ -212,43 +199,31 @@ s_load_sections(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, brk_cfg_t *c,
         dxb_yaml_check_unused(doc, l);
     }
     s_load_nodes(doc, dxb_yaml_get(root, "nodes"), c, cfg_dir);
-    dxb_yaml_check_unused(doc, root);
+}
+
+static void
+s_fill(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, const char *cfg_dir, void *arg)
+{
+    brk_cfg_t *c = arg;
+    s_load_sections(doc, root, c, cfg_dir);
+    dxb_path_resolve(cfg_dir, c->key_path, sizeof(c->key_path));
+    dxb_path_resolve(cfg_dir, c->data_dir, sizeof(c->data_dir));
 }
 
 dxb_err_t
 brk_cfg_load(const char *path, brk_cfg_t *out, char **errors_p)
 {
-    dxb_yaml_doc_t *doc = NULL;
-    *errors_p = NULL;
     s_defaults(out);
-    dxb_err_t err = dxb_yaml_load_file(path, &doc);
+    dxb_err_t err = dxb_yaml_load_config(path, s_fill, out, errors_p);
     if (err) {
-        char buf[4300];
-        snprintf(buf, sizeof(buf), "%s: cannot read config: %s\n", path, dxb_strerror(err));
-        *errors_p = strdup(buf);
-        return DXB_ECONFIG;
+        brk_cfg_free(out);
+        return err;
     }
-    char dirbuf[4096];
-    dxb_strlcpy(dirbuf, path, sizeof(dirbuf));
-    const char *cfg_dir = dirname(dirbuf);
-    const dxb_yaml_node_t *root = dxb_yaml_root(doc);
-    if (dxb_yaml_expect_map(doc, root, "top level", true)) {
-        s_load_sections(doc, root, out, cfg_dir);
-    }
-    s_resolve(cfg_dir, out->key_path, sizeof(out->key_path));
-    s_resolve(cfg_dir, out->data_dir, sizeof(out->data_dir));
     if (out->admin_endpoint[0] == '\0') {
         snprintf(out->admin_endpoint, sizeof(out->admin_endpoint), "ipc://%s/admin.sock",
                  out->data_dir);
     }
-    err = DXB_OK;
-    if (dxb_yaml_error_count(doc) > 0) {
-        *errors_p = strdup(dxb_yaml_errors(doc));
-        err = DXB_ECONFIG;
-        brk_cfg_free(out);
-    }
-    dxb_yaml_destroy(&doc);
-    return err;
+    return DXB_OK;
 }
 
 void

@@ -301,3 +301,14 @@ dxb_strlcpy(char *dst, const char *src, size_t cap)
     memcpy(dst, src, len + 1);
     return true;
 }
+
+void
+dxb_path_resolve(const char *base_dir, char *path, size_t cap)
+{
+    if (path[0] == '\0' || path[0] == '/') {
+        return;
+    }
+    char tmp[8192];
+    snprintf(tmp, sizeof(tmp), "%s/%s", base_dir, path);
+    dxb_strlcpy(path, tmp, cap);
+}

@@ -50,6 +50,9 @@ dxb_err_t dxb_write_file_atomic(const char *path, const void *data, size_t len,
  * Errors: DXB_ENOTFOUND, DXB_ETOOBIG, DXB_EIO, DXB_ENOMEM. */
 dxb_err_t dxb_read_file(const char *path, size_t max_bytes, uint8_t **out_p,
                         size_t *len_out) DXB_MUST_CHECK;
+/* Makes a relative path absolute against base_dir (in place, capacity cap);
+ * absolute and empty paths are left alone. */
+void dxb_path_resolve(const char *base_dir, char *path, size_t cap);
 /* Copies src into dst (capacity cap), always NUL-terminating; returns false on truncation. */
 bool dxb_strlcpy(char *dst, const char *src, size_t cap);
 

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1064,4 +1065,33 @@ dxb_yaml_get_enum(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *map, const char *k
     }
     dxb_yaml_error(doc, val, "key '%s' must be one of: %s", key, list);
     return false;
+}
+
+dxb_err_t
+dxb_yaml_load_config(const char *path, dxb_yaml_fill_fn fill, void *arg, char **errors_p)
+{
+    dxb_yaml_doc_t *doc = NULL;
+    *errors_p = NULL;
+    dxb_err_t err = dxb_yaml_load_file(path, &doc);
+    if (err) {
+        char buf[4300];
+        snprintf(buf, sizeof(buf), "%s: cannot read config: %s\n", path, dxb_strerror(err));
+        *errors_p = strdup(buf);
+        return DXB_ECONFIG;
+    }
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+    const char *cfg_dir = dirname(dirbuf);
+    const dxb_yaml_node_t *root = dxb_yaml_root(doc);
+    if (dxb_yaml_expect_map(doc, root, "top level", true)) {
+        fill(doc, root, cfg_dir, arg);
+        dxb_yaml_check_unused(doc, root);
+    }
+    err = DXB_OK;
+    if (dxb_yaml_error_count(doc) > 0) {
+        *errors_p = strdup(dxb_yaml_errors(doc));
+        err = DXB_ECONFIG;
+    }
+    dxb_yaml_destroy(&doc);
+    return err;
 }

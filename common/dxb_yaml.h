@@ -99,4 +99,14 @@ bool dxb_yaml_get_bool(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *map, const ch
 bool dxb_yaml_get_enum(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *map, const char *key,
                        const char *const *choices, int *out, bool required);
 
+/* Loads a whole configuration file: reads and parses path, requires a map at
+ * the top level, calls fill(doc, root, cfg_dir, arg) to read the sections
+ * (cfg_dir = the file's directory, for relative paths), and reports unknown
+ * top-level keys. Returns DXB_ECONFIG with *errors_p (malloc'd "FILE:L:C:
+ * msg" lines, owned by the caller) when anything was wrong. */
+typedef void (*dxb_yaml_fill_fn)(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root,
+                                 const char *cfg_dir, void *arg);
+dxb_err_t dxb_yaml_load_config(const char *path, dxb_yaml_fill_fn fill, void *arg,
+                               char **errors_p) DXB_MUST_CHECK;
+
 #endif
