@@ -84,6 +84,9 @@ brk_queue_open(brk_queue_t **out, dxb_store_t *store)
     if (!err) {
         err = dxb_store_dbi(store, "audit", 0, &q->auditdb);
     }
+    if (!err) {
+        err = dxb_store_dbi(store, "lastseq", 0, &q->lastseq);
+    }
     MDB_txn *txn = NULL;
     if (!err) {
         err = dxb_store_begin(store, false, &txn);
@@ -232,6 +235,44 @@ brk_queue_put(brk_queue_t *q, MDB_txn *txn, const dxb_env_t *env, char (*recipie
         }
     }
     return DXB_OK;
+}
+
+static size_t
+s_seqkey(uint8_t *key, const char *sender, const char *dataset)
+{
+    size_t sl = strlen(sender), dl = strlen(dataset);
+    memcpy(key, sender, sl);
+    key[sl] = 0;
+    memcpy(key + sl + 1, dataset, dl);
+    return sl + 1 + dl;
+}
+
+dxb_err_t
+brk_queue_seq_last(brk_queue_t *q, MDB_txn *txn, const char *sender, const char *dataset,
+                   uint64_t *last_out)
+{
+    uint8_t key[2 * DXB_ID_CAP];
+    MDB_val k = {s_seqkey(key, sender, dataset), key}, v;
+    *last_out = 0;
+    int rc = mdb_get(txn, q->lastseq, &k, &v);
+    if (rc == 0 && v.mv_size == 8) {
+        memcpy(last_out, v.mv_data, 8);
+    }
+    return rc == 0 || rc == MDB_NOTFOUND ? DXB_OK : dxb_store_err(rc, "lastseq get");
+}
+
+dxb_err_t
+brk_queue_seq_note(brk_queue_t *q, MDB_txn *txn, const char *sender, const char *dataset,
+                   uint64_t seq)
+{
+    uint64_t last = 0;
+    dxb_err_t err = brk_queue_seq_last(q, txn, sender, dataset, &last);
+    if (err || seq <= last) {
+        return err;
+    }
+    uint8_t key[2 * DXB_ID_CAP];
+    MDB_val k = {s_seqkey(key, sender, dataset), key}, v = {8, &seq};
+    return dxb_store_err(mdb_put(txn, q->lastseq, &k, &v, 0), "lastseq put");
 }
 
 static bool

@@ -8,6 +8,7 @@
  *   dedup    sender 0x00 msg_id[16]          -> be64(first seen ms)
  *   dedupt   be64(ms) sender 0x00 msg_id[16] -> ""           (dedup expiry index)
  *   dlq      be64(dlq_id)                    -> brk_dlqrec_t
+ *   lastseq  sender 0x00 dataset             -> u64 highest seq stored or refused for good
  *   meta     name                            -> value
  *   audit    be64(seq)                       -> dxb_audit record
  * Invariant: msg.refs == number of q + dlq entries that name the message; a
@@ -48,7 +49,7 @@ typedef struct {
 
 typedef struct brk_queue {
     dxb_store_t *store; /* borrowed */
-    MDB_dbi msg, q, qstat, exp, dedup, dedupt, dlq, meta, auditdb;
+    MDB_dbi msg, q, qstat, exp, dedup, dedupt, dlq, meta, auditdb, lastseq;
     dxb_audit_t audit;
 } brk_queue_t;
 
@@ -61,6 +62,14 @@ void brk_queue_destroy(brk_queue_t **q_p);
 dxb_err_t brk_queue_put(brk_queue_t *q, MDB_txn *txn, const dxb_env_t *env,
                         char (*recipients)[DXB_ID_CAP], size_t n, uint64_t now_ms,
                         uint64_t expires_ms) DXB_MUST_CHECK;
+
+/* Per (sender, dataset) order gate. *last_out is the highest seq this
+ * sender's dataset has had stored or refused for good (0 = none known). */
+dxb_err_t brk_queue_seq_last(brk_queue_t *q, MDB_txn *txn, const char *sender,
+                             const char *dataset, uint64_t *last_out) DXB_MUST_CHECK;
+/* Raises the recorded seq to seq (never lowers it). */
+dxb_err_t brk_queue_seq_note(brk_queue_t *q, MDB_txn *txn, const char *sender,
+                             const char *dataset, uint64_t seq) DXB_MUST_CHECK;
 
 /* Visits entries of node's FIFO with qseq >= from_qseq in order; env bytes
  * are borrowed from txn. The visitor returns false to stop. */

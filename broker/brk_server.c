@@ -597,6 +597,24 @@ s_on_publish(brk_server_t *srv, MDB_txn *txn, brk_item_t *it, uint64_t now)
         r->code = s_check_env(srv, s, &env, rcpt, &n, &why);
         char idhex[33];
         dxb_hex_encode(env.hdr.msg_id, 16, idhex);
+        uint64_t last = 0;
+        dxb_err_t serr = brk_queue_seq_last(srv->queue, txn, s->cfg.id, env.hdr.dataset, &last);
+        if (serr) {
+            return serr;
+        }
+        if (r->code == DXB_W_OK && last > 0 && env.hdr.seq > last + 1) {
+            /* An earlier message of this dataset is missing (refused with
+             * EFULL and not yet resent): storing this one first would break
+             * the per-sender order. The agent resends from its oldest. */
+            r->code = DXB_W_EAGAIN;
+            continue;
+        }
+        if (r->code != DXB_W_ESPOOF) {
+            serr = brk_queue_seq_note(srv->queue, txn, s->cfg.id, env.hdr.dataset, env.hdr.seq);
+            if (serr) {
+                return serr;
+            }
+        }
         if (r->code != DXB_W_OK) {
             srv->stats.refused++;
             s->n_refused++;
