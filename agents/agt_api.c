@@ -126,26 +126,29 @@ s_subscribe(agt_t *a, agt_apireq_t *r)
     a->api_inflight = 0;
 }
 
-static void
-s_ack(agt_t *a, const uint8_t *msg_id)
+/* Forgets an acknowledged API message inside the drain's transaction: one
+ * commit covers every ack of a drain (losing one in a crash only means the
+ * message is offered again, which the API allows). */
+static dxb_err_t
+s_ack(agt_t *a, MDB_txn *txn, const uint8_t *msg_id)
 {
-    MDB_txn *txn = NULL;
-    if (dxb_store_begin(a->store, true, &txn) != DXB_OK) {
-        return;
-    }
     MDB_val ik = {16, (void *)msg_id}, iv;
-    if (mdb_get(txn, a->apiid, &ik, &iv) == 0 && iv.mv_size == 8) {
-        uint8_t key[8];
-        memcpy(key, iv.mv_data, 8);
-        MDB_val k = {8, key};
-        mdb_del(txn, a->apiq, &k, NULL);
-        mdb_del(txn, a->apiid, &ik, NULL);
-        a->api_inflight = a->api_inflight > 0 ? a->api_inflight - 1 : 0;
+    int rc = mdb_get(txn, a->apiid, &ik, &iv);
+    if (rc == MDB_NOTFOUND || iv.mv_size != 8) {
+        return DXB_OK; /* acknowledged twice, or unknown: nothing to do */
     }
-    if (agt_store_commit(a, &txn) != DXB_OK) {
-        dxb_log_warn("AGT-APIACK", "API acknowledgement not stored; the message comes again");
+    if (rc != 0) {
+        return dxb_store_err(rc, "apiid get");
     }
-    dxb_store_abort(&txn);
+    uint8_t key[8];
+    memcpy(key, iv.mv_data, 8);
+    MDB_val k = {8, key};
+    rc = mdb_del(txn, a->apiq, &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_del(txn, a->apiid, &ik, NULL);
+    }
+    a->api_inflight = a->api_inflight > 0 ? a->api_inflight - 1 : 0;
+    return dxb_store_err(rc, "api ack");
 }
 
 static bool
@@ -205,7 +208,12 @@ agt_api_on_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             s_subscribe(a, r);
             break;
         case DXB_T_API_ACK:
-            s_ack(a, r->f.u.api_ack.msg_id);
+            if (txn == NULL && !err) {
+                err = dxb_store_begin(a->store, true, &txn);
+            }
+            if (!err) {
+                err = s_ack(a, txn, r->f.u.api_ack.msg_id);
+            }
             break;
         default:
             r->code = DXB_W_ETYPE;

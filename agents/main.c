@@ -197,6 +197,10 @@ main(int argc, char **argv)
         return rc;
     }
     dxb_log_init("dxb-agent", DXB_LOG_INFO);
+    /* libsodium's default generator makes one getrandom(2) call per request
+     * (several per message); its internal ChaCha20 generator, seeded from the
+     * kernel, makes none on the hot path. */
+    randombytes_set_implementation(&randombytes_internal_implementation);
     if (sodium_init() < 0) {
         fprintf(stderr, "dxb-agent: libsodium failed to initialise\n");
         return 1;
