@@ -270,11 +270,32 @@ class Daemon:
         self.notify = None
         self.exits = []  # (how it was stopped, return code)
         self.starts = 0
+        # A wrapper command to run the daemon under, e.g. ["strace", "-f",
+        # "-o", LOG]. It must exec the daemon as its direct child and exit with
+        # the daemon's status; signals then go to that child, not the wrapper.
+        self.prefix = []
 
     # -- state
     @property
     def pid(self):
-        return self.proc.pid if self.proc else None
+        """The daemon's pid (with a prefix: the wrapper's child, once forked)."""
+        if self.proc is None:
+            return None
+        if self.prefix:
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = f.read().split()
+                if kids:
+                    return int(kids[0])
+            except OSError:
+                pass
+        return self.proc.pid
+
+    def _send(self, sig):
+        if self.prefix:
+            os.kill(self.pid, sig)
+        else:
+            self.proc.send_signal(sig)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -309,7 +330,8 @@ class Daemon:
         log.write(f"---- harness: start #{self.starts}: {' '.join(self.argv)}\n".encode())
         log.flush()
         try:
-            self.proc = subprocess.Popen(list(self.argv) + list(extra_args), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(list(self.prefix) + list(self.argv) + list(extra_args),
+                                         stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, env=env, cwd=self.h.dir,
                                          start_new_session=True)
         finally:
@@ -339,13 +361,13 @@ class Daemon:
 
     def signal(self, sig):
         if self.alive():
-            self.proc.send_signal(sig)
+            self._send(sig)
 
     def kill9(self):
         """SIGKILL and reap; returns the return code."""
         if not self.alive():
             raise HarnessError(f"{self.name} is not running (rc={self.proc.returncode if self.proc else None})")
-        self.proc.send_signal(signal.SIGKILL)
+        self._send(signal.SIGKILL)
         rc = self.proc.wait(timeout=STOP_TIMEOUT_S)
         self.exits.append(("SIGKILL", rc))
         return rc
@@ -357,10 +379,12 @@ class Daemon:
             return None
         if self.proc.poll() is not None:
             return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
+        self._send(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            if self.prefix:
+                self._send(signal.SIGKILL)
             self.proc.kill()
             self.proc.wait()
             self.exits.append(("SIGTERM-timeout", -9))
