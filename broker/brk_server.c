@@ -773,13 +773,13 @@ s_store_publishes(brk_server_t *srv, brk_item_t *items, size_t n, bool *any)
         if (it->err || it->sess == NULL || it->frame.type != DXB_T_PUBLISH) {
             continue;
         }
+        *any = true; /* even when the store refuses to begin: every publish is answered */
         if (txn == NULL) {
             err = dxb_store_begin(srv->store, true, &txn);
             if (err) {
                 break;
             }
         }
-        *any = true;
         free(it->results);
         it->results = NULL;
         it->n_results = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/dxb_log.h"
@@ -202,12 +203,31 @@ dxb_store_begin(dxb_store_t *store, bool write, MDB_txn **txn_out)
     return dxb_store_err(rc, write ? "txn_begin_write" : "txn_begin_read");
 }
 
+/* True when the file system holding dir has less than 1 MiB free for us. */
+static bool
+s_disk_nearly_full(const char *dir)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) != 0) {
+        return false;
+    }
+    return (uint64_t)st.f_bavail * st.f_frsize < (1u << 20);
+}
+
 dxb_err_t
 dxb_store_commit(dxb_store_t *store, MDB_txn **txn_p)
 {
     int rc = mdb_txn_commit(*txn_p);
     *txn_p = NULL;
     dxb_err_t err = dxb_store_err(rc, "commit");
+    if (err == DXB_EIO && s_disk_nearly_full(store->dir)) {
+        /* LMDB reports a short page write (the file system ran out of space
+         * before fsync) as EIO. The meta page was not written, so the store
+         * is intact: this is back-pressure, not a failed fsync. */
+        dxb_log_warn("DXB-STOREFULL", "store full: No space left on device (short write during commit) path=%s",
+                     store->dir);
+        return DXB_EFULL;
+    }
     if (err == DXB_EIO) {
         /* fsyncgate: after a failed fsync the kernel may have dropped the
          * dirty pages; a retry could "succeed" without the data. Stop. */

@@ -8,7 +8,7 @@ DXB_PACKAGES=(
     libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev lmdb-utils libsodium-dev
     libyaml-dev libsystemd-dev libcmocka-dev
     python3 python3-zmq python3-msgpack python3-pytest python3-nacl
-    clang-14 libclang-rt-14-dev strace
+    clang-14 libclang-rt-14-dev strace nftables iproute2 util-linux
 )
 
 dxb_say() { printf '%s\n' "$*"; }
