@@ -69,7 +69,7 @@ s_spool_id(agt_t *a, const char *dataset, const char *name, const struct stat *s
 /* Moves a file the agent cannot send out of the way, so it is reported once
  * and not on every scan. */
 static void
-s_reject(agt_t *a, const char *dir, const char *name, const char *why)
+s_reject(agt_t *a, MDB_txn *txn, const char *dir, const char *name, const char *why)
 {
     char from[PATH_CAP], to[PATH_CAP], detail[300];
     snprintf(from, sizeof(from), "%s/%s", dir, name);
@@ -78,7 +78,11 @@ s_reject(agt_t *a, const char *dir, const char *name, const char *why)
                   name, why, from);
     rename(from, to);
     snprintf(detail, sizeof(detail), "file=%s reason=%s", name, why);
-    agt_store_audit_now(a, "spool", dir, "refused", detail);
+    /* In the scan's own transaction: a second write transaction on this
+     * thread would wait for ever on LMDB's writer lock. */
+    if (dxb_audit_append(&a->audit, txn, a->cfg.id, "spool", dir, "refused", "%s", detail)) {
+        dxb_log_warn("AGT-AUDITFAIL", "cannot audit a refused spool file file=%s", name);
+    }
     a->stats.rejected++;
 }
 
@@ -108,15 +112,15 @@ s_scan_dataset(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, agt_taken_t 
             continue;
         }
         if (!S_ISREG(st.st_mode)) {
-            s_reject(a, dir, name, S_ISLNK(st.st_mode) ? "symbolic link" : "not a regular file");
+            s_reject(a, txn, dir, name, S_ISLNK(st.st_mode) ? "symbolic link" : "not a regular file");
             continue;
         }
         if (!dxb_filename_safe(name, strlen(name))) {
-            s_reject(a, dir, name, "unsafe file name");
+            s_reject(a, txn, dir, name, "unsafe file name");
             continue;
         }
         if ((uint64_t)st.st_size > a->cfg.max_file_bytes) {
-            s_reject(a, dir, name, "larger than spool.max_file_bytes");
+            s_reject(a, txn, dir, name, "larger than spool.max_file_bytes");
             continue;
         }
         uint8_t id[16];
@@ -165,13 +169,14 @@ agt_spool_scan(agt_t *a)
     if (err) {
         return;
     }
+    uint64_t rejected_before = a->stats.rejected;
     for (size_t i = 0; !err && i < a->cfg.n_datasets && n < SCAN_MAX_FILES; i++) {
         const agt_dataset_cfg_t *ds = &a->cfg.datasets[i];
         if (ds->n_recipients > 0) {
             n = s_scan_dataset(a, txn, ds, taken, n, &err);
         }
     }
-    if (n == 0 || err) {
+    if ((n == 0 && a->stats.rejected == rejected_before) || err) {
         if (err) {
             dxb_log_error("AGT-SPOOLERR", "spool pick-up failed err=%s", dxb_strerror(err));
         }

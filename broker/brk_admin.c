@@ -428,7 +428,7 @@ brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len)
     }
     const char *cmd = f.u.admin_req.command;
     msgpack_packer pk;
-    if (strncmp(cmd, "dlq.retry", 9) == 0 || strcmp(cmd, "dlq.drop") == 0) {
+    if (strcmp(cmd, "dlq.retry") == 0 || strcmp(cmd, "dlq.drop") == 0) {
         uint64_t done = 0;
         if (f.u.admin_req.n_args != 1) {
             s_reply_error(srv, DXB_EINVAL, "expected one argument: DLQ id or 'all'");

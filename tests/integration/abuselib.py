@@ -211,3 +211,43 @@ def packb(obj):
 def settle(seconds=0.3):
     """A short pause where the test proves an absence (no ack, no file)."""
     time.sleep(seconds)
+
+
+# ---- agent audit (read from the agent's LMDB with mdb_dump) ------------------
+
+def _mdb_unescape(line):
+    out = bytearray()
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\":
+            if line[i + 1] == "\\":
+                out.append(0x5C)
+                i += 2
+            else:
+                out.append(int(line[i + 1:i + 3], 16))
+                i += 3
+        else:
+            out.append(ord(ch))
+            i += 1
+    return bytes(out)
+
+
+def agent_audit(agent):
+    """The agent's audit records as dicts (actor, action, object, result,
+    detail), read with `mdb_dump -p -s audit`; None without mdb_dump."""
+    if shutil.which("mdb_dump") is None:
+        return None
+    r = subprocess.run(["mdb_dump", "-p", "-s", "audit", os.path.join(agent.data_dir, "store")],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("HEADER=END\n", 1)[1].split("DATA=END", 1)[0]
+    lines = [ln[1:] for ln in body.splitlines() if ln.startswith(" ")]
+    rows = []
+    for value in lines[1::2]:
+        text = _mdb_unescape(value)[64:].decode("utf-8", "replace")
+        f = text.split("\t")
+        if len(f) >= 6:
+            rows.append(dict(zip(("time_ms", "actor", "action", "object", "result"), f[:5]),
+                             detail="\t".join(f[5:])))
+    return rows
