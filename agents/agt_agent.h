@@ -57,7 +57,7 @@ typedef struct agt {
     uint8_t spool_id_key[32]; /* derives deterministic ids of spool files; secret */
 
     dxb_store_t *store;    /* owned */
-    MDB_dbi out, outid, meta, seen, seent, placing, apiq, apiid, dir, dead, auditdb;
+    MDB_dbi out, outid, meta, seen, seent, placing, apiq, apiid, dir, dead, auditdb, xout, xin;
     dxb_audit_t audit;
     uint64_t next_oseq, next_aseq, next_dead;
 
@@ -86,6 +86,11 @@ typedef struct agt {
 
     msgpack_sbuffer sbuf;  /* scratch for outgoing frames */
     agt_stats_t stats;
+
+    struct agt_xrt *xrt;   /* owned: open files and running hashes of transfers (agt_xfer.c) */
+    size_t n_xrt;
+    uint8_t *xbuf;         /* owned: one chunk of plaintext (DXB_XFER_CHUNK_MAX) */
+    uint64_t n_xout;       /* transfers being sent (records in xout) */
 } agt_t;
 
 /* agt_store.c */
@@ -97,6 +102,13 @@ dxb_err_t agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
                                dxb_bytes_t name, dxb_bytes_t payload,
                                uint32_t ttl_s) DXB_MUST_CHECK;
 bool agt_store_outbox_has(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16]);
+/* Assigns the next seq of dataset (committed with txn). */
+dxb_err_t agt_store_next_seq(agt_t *a, MDB_txn *txn, const char *dataset,
+                             uint64_t *seq) DXB_MUST_CHECK;
+/* Appends an already sealed envelope to the outbox (and its audit record). */
+dxb_err_t agt_store_outbox_put(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
+                               const msgpack_sbuffer *env, const char *dataset, uint64_t seq,
+                               size_t size, size_t n_rcpt) DXB_MUST_CHECK;
 /* Removes an outbox entry by message id (acked or dead). DXB_ENOTFOUND if gone. */
 dxb_err_t agt_store_outbox_del(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
                                uint16_t dead_code) DXB_MUST_CHECK;
@@ -123,6 +135,42 @@ void agt_spool_scan(agt_t *a);
 void agt_spool_recover(agt_t *a);
 /* Handles a DELIVER frame: verify, decrypt, store, place; fills results. */
 void agt_spool_deliver(agt_t *a, dxb_iter_t envs, dxb_result_t *results, size_t *n_results);
+
+/* agt_xfer.c: chunked transfers of large files (PROTOCOL.md 5.1) */
+typedef struct {
+    bool place;          /* the last chunk arrived and verified: place the file */
+    char part[4200];     /* the assembled file */
+    char name[256];
+    char dataset[65];
+    uint8_t xfer_id[16];
+    uint64_t size;
+    uint32_t chunks;
+    uint8_t hash[32];    /* BLAKE2b-256 of the file */
+    uint64_t created_ms; /* when the sender started it */
+} agt_xfer_done_t;
+dxb_err_t agt_xfer_init(agt_t *a) DXB_MUST_CHECK;
+void agt_xfer_destroy(agt_t *a);
+/* True when a spool file of this size travels chunked. */
+bool agt_xfer_wanted(const agt_t *a, uint64_t size);
+/* Where the sender keeps the file of a transfer while it is sent. */
+void agt_xfer_src_path(const agt_t *a, const uint8_t xfer_id[16], char *out, size_t cap);
+bool agt_xfer_known(agt_t *a, MDB_txn *txn, const uint8_t xfer_id[16]);
+/* Starts sending path as a transfer: record + manifest in the outbox, in txn.
+ * After the commit the caller renames the file to agt_xfer_src_path. */
+dxb_err_t agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *name,
+                         uint64_t size, const uint8_t xfer_id[16]) DXB_MUST_CHECK;
+/* Seals the next chunks of every transfer into the outbox (bounded window). */
+void agt_xfer_produce(agt_t *a);
+/* Receiving side, inside agt_spool_deliver's transaction. Return a wire code
+ * for the envelope; *err is set for local failures (abort the batch). */
+uint16_t agt_xfer_on_manifest(agt_t *a, MDB_txn *txn, const dxb_env_t *env,
+                              const dxb_plain_t *pt, dxb_err_t *err);
+uint16_t agt_xfer_on_chunk(agt_t *a, MDB_txn *txn, const dxb_env_t *env, agt_xfer_done_t *done,
+                           dxb_err_t *err);
+/* fsyncs the files written in this batch: before the commit. */
+dxb_err_t agt_xfer_sync(agt_t *a) DXB_MUST_CHECK;
+/* After the batch's commit (ok) or abort (!ok). */
+void agt_xfer_settle(agt_t *a, bool ok);
 
 /* agt_api.c */
 dxb_err_t agt_api_bind(agt_t *a) DXB_MUST_CHECK;

@@ -25,6 +25,30 @@ s_defaults(agt_cfg_t *c)
     c->scan_ms = 200;
     c->max_file_bytes = 16u << 20;
     c->dedup_window_s = 7 * 86400;
+    c->xfer_threshold = 8u << 20;
+    c->xfer_chunk = 1u << 20;
+    c->xfer_window = 8;
+    c->xfer_max_bytes = 1ull << 40;
+    c->xfer_compress = AGT_COMPRESS_AUTO;
+}
+
+static const char *const s_compress_modes[] = {"none", "zstd", "auto", NULL};
+
+static void
+s_load_transfer(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *t, agt_cfg_t *c)
+{
+    if (!dxb_yaml_expect_map(doc, t, "transfer", false)) {
+        return;
+    }
+    uint64_t chunk = c->xfer_chunk, window = c->xfer_window;
+    dxb_yaml_get_size(doc, t, "threshold_bytes", &c->xfer_threshold, 1024, 128u << 20, false);
+    dxb_yaml_get_size(doc, t, "chunk_bytes", &chunk, 4096, 8u << 20, false);
+    dxb_yaml_get_u64(doc, t, "window_chunks", &window, 1, 64, false);
+    dxb_yaml_get_size(doc, t, "max_file_bytes", &c->xfer_max_bytes, 1, 1ull << 50, false);
+    dxb_yaml_get_enum(doc, t, "compress", s_compress_modes, &c->xfer_compress, false);
+    c->xfer_chunk = (uint32_t)chunk;
+    c->xfer_window = (uint32_t)window;
+    dxb_yaml_check_unused(doc, t);
 }
 
 static void
@@ -125,6 +149,10 @@ s_load_tuning(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, agt_cfg_t *c)
                          10ull * 366 * 86400, false);
         dxb_yaml_check_unused(doc, in);
     }
+    const dxb_yaml_node_t *tr = dxb_yaml_get(root, "transfer");
+    if (tr != NULL) {
+        s_load_transfer(doc, tr, c);
+    }
 }
 
 static void
@@ -161,6 +189,8 @@ s_load_dataset(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, agt_dataset_cfg_t 
     uint64_t ttl = 0;
     dxb_yaml_get_u64(doc, m, "ttl_s", &ttl, 0, 10ull * 366 * 86400, false);
     d->ttl_s = (uint32_t)ttl;
+    d->compress = -1;
+    dxb_yaml_get_enum(doc, m, "compress", s_compress_modes, &d->compress, false);
     dxb_yaml_check_unused(doc, m);
 }
 

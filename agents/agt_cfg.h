@@ -17,7 +17,13 @@ typedef struct {
     size_t n_recipients;
     bool inbound_api;       /* received messages go to the API queue, not the spool */
     uint32_t ttl_s;
+    int compress;           /* AGT_COMPRESS_*, or -1 for transfer.compress */
 } agt_dataset_cfg_t;
+
+/* Compression of chunked transfers (transfer.compress, datasets[].compress). */
+#define AGT_COMPRESS_NONE 0
+#define AGT_COMPRESS_ZSTD 1 /* try every chunk */
+#define AGT_COMPRESS_AUTO 2 /* try, and stop trying after chunks that do not shrink */
 
 typedef struct {
     char id[65];
@@ -43,6 +49,11 @@ typedef struct {
     uint64_t max_file_bytes;
     bool inbound_api_default;
     uint64_t dedup_window_s;
+    uint64_t xfer_threshold; /* spool files larger than this travel chunked */
+    uint32_t xfer_chunk;     /* plaintext bytes per chunk */
+    uint32_t xfer_window;    /* chunks of one transfer in the outbox at once */
+    uint64_t xfer_max_bytes; /* largest file taken for a chunked transfer */
+    int xfer_compress;       /* AGT_COMPRESS_* */
     agt_dataset_cfg_t *datasets; /* owned */
     size_t n_datasets;
     agt_peer_cfg_t *peers;       /* owned */

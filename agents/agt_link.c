@@ -95,6 +95,7 @@ void
 agt_link_pump(agt_t *a)
 {
     uint64_t now = dxb_mono_ms();
+    agt_xfer_produce(a); /* keeps each transfer's next chunks sealed in the outbox */
     if (a->link != AGT_LINK_UP || now < a->backoff_until) {
         return;
     }

@@ -27,6 +27,7 @@
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
 #include "proto/dxb_seal.h"
+#include "proto/dxb_xfer.h"
 
 #define SCAN_MAX_FILES 64
 #define PATH_CAP 4600
@@ -88,7 +89,24 @@ s_reject(agt_t *a, MDB_txn *txn, const char *dir, const char *name, const char *
 
 typedef struct {
     char path[PATH_CAP];
+    char xfer_dest[PATH_CAP]; /* "" or where a chunked transfer keeps the file */
 } agt_taken_t;
+
+/* Takes a large file as a chunked transfer (agt_xfer.c) in txn. */
+static dxb_err_t
+s_take_xfer(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *name,
+            const struct stat *st, const uint8_t id[16], agt_taken_t *t, bool *taken)
+{
+    *taken = false;
+    agt_xfer_src_path(a, id, t->xfer_dest, sizeof(t->xfer_dest));
+    if (agt_store_outbox_has(a, txn, id) || agt_xfer_known(a, txn, id)) {
+        *taken = true; /* committed before a crash; only the rename is left */
+        return DXB_OK;
+    }
+    dxb_err_t err = agt_xfer_start(a, txn, ds, name, (uint64_t)st->st_size, id);
+    *taken = err == DXB_OK;
+    return err;
+}
 
 /* Picks up to SCAN_MAX_FILES files of one dataset folder into txn. */
 static size_t
@@ -119,7 +137,12 @@ s_scan_dataset(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, agt_taken_t 
             s_reject(a, txn, dir, name, "unsafe file name");
             continue;
         }
-        if ((uint64_t)st.st_size > a->cfg.max_file_bytes) {
+        bool chunked = agt_xfer_wanted(a, (uint64_t)st.st_size);
+        if (chunked && (uint64_t)st.st_size > a->cfg.xfer_max_bytes) {
+            s_reject(a, txn, dir, name, "larger than transfer.max_file_bytes");
+            continue;
+        }
+        if (!chunked && (uint64_t)st.st_size > a->cfg.max_file_bytes) {
             s_reject(a, txn, dir, name, "larger than spool.max_file_bytes");
             continue;
         }
@@ -127,6 +150,22 @@ s_scan_dataset(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, agt_taken_t 
         s_spool_id(a, ds->id, name, &st, id);
         agt_taken_t *t = &taken[n_taken];
         snprintf(t->path, sizeof(t->path), "%s/%s", dir, name);
+        t->xfer_dest[0] = '\0';
+        if (chunked) {
+            bool took = false;
+            *err = s_take_xfer(a, txn, ds, name, &st, id, t, &took);
+            if (*err == DXB_ENOROUTE) {
+                dxb_log_warn("AGT-NOROUTE", "a recipient of dataset %s is not known yet; waiting",
+                             ds->id);
+                *err = DXB_OK;
+                break;
+            }
+            if (took) {
+                n_taken++;
+                a->stats.picked_up++;
+            }
+            continue;
+        }
         if (agt_store_outbox_has(a, txn, id)) {
             n_taken++; /* committed before a crash; only the unlink is left */
             continue;
@@ -189,8 +228,23 @@ agt_spool_scan(agt_t *a)
     if (err) {
         return; /* files stay in the folder: nothing was acknowledged */
     }
+    bool moved = false;
     for (size_t i = 0; i < n; i++) {
-        unlink(taken[i].path); /* after the commit: the file is now ours */
+        if (taken[i].xfer_dest[0] == '\0') {
+            unlink(taken[i].path); /* after the commit: the file is now ours */
+        } else if (rename(taken[i].path, taken[i].xfer_dest) == 0) {
+            moved = true; /* kept until every chunk is acknowledged */
+        } else {
+            dxb_log_error("AGT-SPOOLERR", "cannot move a file into the transfer area file=%s "
+                          "errno=%s", taken[i].path, strerror(errno));
+        }
+    }
+    if (moved) {
+        char xdir[PATH_CAP];
+        snprintf(xdir, sizeof(xdir), "%s/xfer/out", a->cfg.data_dir);
+        if (dxb_fsync_dir(xdir) != DXB_OK) {
+            dxb_log_warn("AGT-SPOOLERR", "directory fsync failed dir=%s", xdir);
+        }
     }
     agt_link_pump(a);
 }
@@ -251,6 +305,7 @@ s_json_str(char *out, size_t cap, const uint8_t *s, size_t len)
 typedef struct {
     char tmp[PATH_CAP], final[PATH_CAP], tmp_meta[PATH_CAP], final_meta[PATH_CAP];
     char dir[PATH_CAP];
+    bool keep_tmp; /* tmp is a transfer's part file: never deleted on abort */
 } agt_place_t;
 
 static bool
@@ -273,6 +328,7 @@ s_stage_file(agt_t *a, MDB_txn *txn, const dxb_env_t *env, const dxb_plain_t *pt
              agt_place_t *batch, size_t n_batch)
 {
     agt_place_t *p = &batch[n_batch];
+    p->keep_tmp = false;
     char idhex[33], name[256], sha_hex[65], jname[1200];
     uint8_t sha[32];
     dxb_hex_encode(env->hdr.msg_id, 16, idhex);
@@ -310,6 +366,53 @@ s_stage_file(agt_t *a, MDB_txn *txn, const dxb_env_t *env, const dxb_plain_t *pt
         return err;
     }
     /* value: four NUL-terminated paths */
+    char val[4 * PATH_CAP];
+    size_t vl = 0;
+    const char *parts[4] = {p->tmp, p->final, p->tmp_meta, p->final_meta};
+    for (int i = 0; i < 4; i++) {
+        size_t l = strlen(parts[i]) + 1;
+        memcpy(val + vl, parts[i], l);
+        vl += l;
+    }
+    MDB_val k = {16, (void *)env->hdr.msg_id}, v = {vl, val};
+    return dxb_store_err(mdb_put(txn, a->placing, &k, &v, 0), "placing put");
+}
+
+/* Stages the placement of an assembled transfer: the part file is already
+ * fsynced; only the sidecar is written here. */
+static dxb_err_t
+s_stage_xfer(agt_t *a, MDB_txn *txn, const dxb_env_t *env, const agt_xfer_done_t *d,
+             agt_place_t *batch, size_t n_batch)
+{
+    agt_place_t *p = &batch[n_batch];
+    p->keep_tmp = true;
+    char idhex[33], xhex[33], hash_hex[65], jname[1200];
+    dxb_hex_encode(env->hdr.msg_id, 16, idhex);
+    dxb_hex_encode(d->xfer_id, 16, xhex);
+    dxb_hex_encode(d->hash, 32, hash_hex);
+    snprintf(p->dir, sizeof(p->dir), "%s/inbox/%s", a->cfg.data_dir, d->dataset);
+    snprintf(p->final, sizeof(p->final), "%s/%s", p->dir, d->name);
+    if (s_name_taken(batch, n_batch, p->final)) {
+        snprintf(p->final, sizeof(p->final), "%s/%s.%.8s", p->dir, d->name, xhex);
+    }
+    snprintf(p->final_meta, sizeof(p->final_meta), "%s.dxbmeta", p->final);
+    dxb_strlcpy(p->tmp, d->part, sizeof(p->tmp));
+    snprintf(p->tmp_meta, sizeof(p->tmp_meta), "%s/.dxb-tmp-%s.meta", p->dir, idhex);
+    s_json_str(jname, sizeof(jname), (const uint8_t *)d->name, strlen(d->name));
+    char meta[2048];
+    int mlen = snprintf(meta, sizeof(meta),
+                        "{\"sender\": \"%s\", \"dataset\": \"%s\", \"msg_id\": \"%s\", "
+                        "\"seq\": %llu, \"name\": \"%s\", \"created_ms\": %llu, "
+                        "\"received_ms\": %llu, \"size\": %llu, \"blake2b256\": \"%s\", "
+                        "\"chunks\": %u}\n",
+                        env->hdr.sender, d->dataset, xhex, (unsigned long long)env->hdr.seq,
+                        jname, (unsigned long long)d->created_ms,
+                        (unsigned long long)dxb_now_ms(), (unsigned long long)d->size, hash_hex,
+                        d->chunks);
+    dxb_err_t err = s_write_fsync(p->tmp_meta, meta, (size_t)mlen);
+    if (err) {
+        return err;
+    }
     char val[4 * PATH_CAP];
     size_t vl = 0;
     const char *parts[4] = {p->tmp, p->final, p->tmp_meta, p->final_meta};
@@ -452,10 +555,34 @@ agt_spool_deliver(agt_t *a, dxb_iter_t envs, dxb_result_t *results, size_t *n_re
             a->stats.duplicates++;
             continue; /* delivered before: acknowledge again, place nothing */
         }
+        if ((env.hdr.flags & (DXB_FLAG_CHUNK | DXB_FLAG_MANIFEST)) == DXB_FLAG_CHUNK) {
+            static agt_xfer_done_t done;
+            r->code = agt_xfer_on_chunk(a, txn, &env, &done, &err);
+            if (!err && r->code == DXB_W_OK && done.place) {
+                err = s_stage_xfer(a, txn, &env, &done, places, n_places);
+                if (!err) {
+                    memcpy(place_ids[n_places++], env.hdr.msg_id, 16);
+                    a->stats.received++;
+                }
+            }
+            if (!err && r->code == DXB_W_OK) {
+                err = s_mark_seen(a, txn, env.hdr.msg_id);
+            }
+            continue;
+        }
         uint8_t *plain = NULL;
         size_t plain_len = 0;
         dxb_plain_t pt;
         r->code = s_open(a, &env, &plain, &plain_len, &pt);
+        if (r->code == DXB_W_OK && (env.hdr.flags & DXB_FLAG_MANIFEST)) {
+            r->code = agt_xfer_on_manifest(a, txn, &env, &pt, &err);
+            if (!err && r->code == DXB_W_OK) {
+                err = s_mark_seen(a, txn, env.hdr.msg_id);
+            }
+            dxb_seal_free_plain(&plain, plain_len);
+            continue;
+        }
+
         if (r->code == DXB_W_OK) {
             const agt_dataset_cfg_t *ds = agt_cfg_dataset(&a->cfg, env.hdr.dataset);
             bool api = ds != NULL ? ds->inbound_api : a->cfg.inbound_api_default;
@@ -480,14 +607,20 @@ agt_spool_deliver(agt_t *a, dxb_iter_t envs, dxb_result_t *results, size_t *n_re
         dxb_seal_free_plain(&plain, plain_len);
     }
     if (!err) {
+        err = agt_xfer_sync(a); /* chunk data on disk before its DACK */
+    }
+    if (!err) {
         err = agt_store_commit(a, &txn);
     }
     dxb_store_abort(&txn);
     dxb_audit_settle(&a->audit, err == DXB_OK);
+    agt_xfer_settle(a, err == DXB_OK);
     if (err) {
         /* Nothing committed: no DACK at all, the broker resends the batch. */
         for (size_t i = 0; i < n_places; i++) {
-            unlink(places[i].tmp);
+            if (!places[i].keep_tmp) {
+                unlink(places[i].tmp);
+            }
             unlink(places[i].tmp_meta);
         }
         *n_results = 0;

@@ -12,6 +12,8 @@
  *   dir      node id              -> NODEINFO fields (cached broker directory)
  *   dead     be64(id)             -> [code u16][ENVELOPE] refused by the broker
  *   audit    be64(seq)            -> dxb_audit record (what this node sent/received)
+ *   xout     xfer_id[16]          -> agt_xout_t: chunked transfers being sent (agt_xfer.c)
+ *   xin      xfer_id[16]          -> agt_xin_t: chunked transfers being received
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -79,7 +81,8 @@ agt_store_open(agt_t *a)
     } dbs[] = {{"out", &a->out},         {"outid", &a->outid}, {"meta", &a->meta},
                {"seen", &a->seen},       {"seent", &a->seent}, {"placing", &a->placing},
                {"apiq", &a->apiq},       {"apiid", &a->apiid}, {"dir", &a->dir},
-               {"dead", &a->dead},       {"audit", &a->auditdb}};
+               {"dead", &a->dead},       {"audit", &a->auditdb}, {"xout", &a->xout},
+               {"xin", &a->xin}};
     for (size_t i = 0; !err && i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         err = dxb_store_dbi(a->store, dbs[i].name, 0, dbs[i].dbi);
     }
@@ -157,8 +160,8 @@ agt_store_audit_now(agt_t *a, const char *action, const char *object, const char
     dxb_audit_settle(&a->audit, err == DXB_OK);
 }
 
-static dxb_err_t
-s_next_seq(agt_t *a, MDB_txn *txn, const char *dataset, uint64_t *seq)
+dxb_err_t
+agt_store_next_seq(agt_t *a, MDB_txn *txn, const char *dataset, uint64_t *seq)
 {
     char key[80];
     int n = snprintf(key, sizeof(key), "seq:%s", dataset);
@@ -195,7 +198,7 @@ agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const cha
         rcpt[i] = recipients[i];
     }
     uint64_t seq = 0;
-    dxb_err_t err = s_next_seq(a, txn, dataset, &seq);
+    dxb_err_t err = agt_store_next_seq(a, txn, dataset, &seq);
     if (err) {
         return err;
     }
@@ -215,14 +218,24 @@ agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const cha
     err = dxb_seal_envelope(&env, &a->keys, &h, (const uint8_t(*)[32])box_pks, name,
                             "application/octet-stream", payload);
     if (!err) {
-        uint8_t key[8];
-        dxb_be64_put(key, a->next_oseq);
-        MDB_val k = {8, key}, v = {env.size, env.data};
-        MDB_val ik = {16, (void *)msg_id}, iv = {8, key};
-        err = dxb_store_err(mdb_put(txn, a->out, &k, &v, MDB_APPEND), "outbox put");
-        if (!err) {
-            err = dxb_store_err(mdb_put(txn, a->outid, &ik, &iv, 0), "outid put");
-        }
+        err = agt_store_outbox_put(a, txn, msg_id, &env, dataset, seq, payload.len, n);
+    }
+    msgpack_sbuffer_destroy(&env);
+    return err;
+}
+
+dxb_err_t
+agt_store_outbox_put(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16],
+                     const msgpack_sbuffer *env, const char *dataset, uint64_t seq, size_t size,
+                     size_t n_rcpt)
+{
+    uint8_t key[8];
+    dxb_be64_put(key, a->next_oseq);
+    MDB_val k = {8, key}, v = {env->size, env->data};
+    MDB_val ik = {16, (void *)msg_id}, iv = {8, key};
+    dxb_err_t err = dxb_store_err(mdb_put(txn, a->out, &k, &v, MDB_APPEND), "outbox put");
+    if (!err) {
+        err = dxb_store_err(mdb_put(txn, a->outid, &ik, &iv, 0), "outid put");
     }
     if (!err) {
         a->next_oseq++;
@@ -230,9 +243,8 @@ agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const cha
         dxb_hex_encode(msg_id, 16, idhex);
         err = dxb_audit_append(&a->audit, txn, a->cfg.id, "queued", dataset, "ok",
                                "msg_id=%s seq=%llu size=%zu recipients=%zu", idhex,
-                               (unsigned long long)seq, payload.len, n);
+                               (unsigned long long)seq, size, n_rcpt);
     }
-    msgpack_sbuffer_destroy(&env);
     return err;
 }
 

@@ -126,6 +126,9 @@ s_start(agt_t *a)
         err = agt_spool_prepare(a);
     }
     if (!err) {
+        err = agt_xfer_init(a);
+    }
+    if (!err) {
         agt_spool_recover(a);
         a->ctx = zmq_ctx_new();
         err = agt_api_bind(a);
@@ -147,6 +150,7 @@ s_stop(agt_t *a)
     if (a->ctx != NULL) {
         zmq_ctx_term(a->ctx);
     }
+    agt_xfer_destroy(a);
     dxb_store_destroy(&a->store);
     free(a->peers);
     msgpack_sbuffer_destroy(&a->sbuf);

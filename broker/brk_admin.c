@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker/brk_server.h"
+#include "broker/brk_xfer.h"
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
 
@@ -356,6 +357,55 @@ s_audit_broken(brk_server_t *srv, char *msg, size_t cap)
     return false;
 }
 
+static void
+s_f64(msgpack_packer *pk, const char *key, double val)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_double(pk, val);
+}
+
+/* One row per chunked transfer the broker knows (PROTOCOL.md 8). */
+static bool
+s_xfer_visit(void *arg, const brk_xferrec_t *x)
+{
+    brk_rows_t *r = arg;
+    uint64_t now = dxb_now_ms();
+    uint64_t want = (uint64_t)x->count * x->n_rcpt;
+    double progress = want ? (double)x->chunks_acked / (double)want : 0.0;
+    if (progress > 1.0) {
+        progress = 1.0;
+    }
+    uint64_t end = x->done_ms ? x->done_ms : now;
+    double secs = end > x->first_ms ? (double)(end - x->first_ms) / 1000.0 : 0.0;
+    /* Rate of the delivery to all recipients, in file bytes per second. */
+    double done_bytes = progress * (double)x->total;
+    double rate = secs > 0 ? done_bytes / secs : 0.0;
+    double eta = rate > 0 ? ((double)x->total - done_bytes) / rate : -1.0;
+    const char *state = x->done_ms               ? "done"
+                        : x->count == 0 || x->chunks_stored < x->count ? "receiving"
+                                                                       : "delivering";
+    char hex[33];
+    dxb_hex_encode(x->xfer_id, 16, hex);
+    msgpack_pack_map(&r->pk, 16);
+    s_str(&r->pk, "xfer_id", hex);
+    s_str(&r->pk, "sender", x->sender);
+    s_str(&r->pk, "dataset", x->dataset);
+    s_u64(&r->pk, "recipients", x->n_rcpt);
+    s_u64(&r->pk, "chunks", x->count);
+    s_u64(&r->pk, "stored_chunks", x->chunks_stored);
+    s_u64(&r->pk, "total_bytes", x->total);
+    s_u64(&r->pk, "stored_bytes", x->bytes_stored);
+    s_u64(&r->pk, "resent_bytes", x->dup_bytes);
+    s_u64(&r->pk, "acked_chunks", x->chunks_acked);
+    s_f64(&r->pk, "progress", progress);
+    s_f64(&r->pk, "rate_bps", rate);
+    s_f64(&r->pk, "eta_s", x->done_ms ? 0.0 : eta);
+    s_u64(&r->pk, "started_ms", x->first_ms);
+    s_u64(&r->pk, "updated_ms", x->last_ms);
+    s_str(&r->pk, "state", state);
+    return ++r->n < r->limit;
+}
+
 /* Runs a read-only command inside one read transaction. */
 static dxb_err_t
 s_query(brk_server_t *srv, const dxb_frame_t *f, msgpack_packer *pk)
@@ -393,6 +443,10 @@ s_query(brk_server_t *srv, const dxb_frame_t *f, msgpack_packer *pk)
         s_emit_rows(pk, &srv->sbuf, &r);
     } else if (strcmp(cmd, "stats") == 0) {
         s_cmd_stats(srv, pk);
+    } else if (strcmp(cmd, "transfers") == 0) {
+        r.limit = 10000;
+        err = brk_xfer_scan(srv->queue, txn, s_xfer_visit, &r);
+        s_emit_rows(pk, &srv->sbuf, &r);
     } else if (strcmp(cmd, "audit.tail") == 0) {
         n = TAIL_DEFAULT;
         if (arg0 != NULL && (!s_parse_u64(arg0, &n) || n == 0 || n > 100000)) {

@@ -59,33 +59,16 @@ brk_queue_open(brk_queue_t **out, dxb_store_t *store)
         return DXB_ENOMEM;
     }
     q->store = store;
-    dxb_err_t err = dxb_store_dbi(store, "msg", 0, &q->msg);
-    if (!err) {
-        err = dxb_store_dbi(store, "q", 0, &q->q);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "qstat", 0, &q->qstat);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "exp", 0, &q->exp);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "dedup", 0, &q->dedup);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "dedupt", 0, &q->dedupt);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "dlq", 0, &q->dlq);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "meta", 0, &q->meta);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "audit", 0, &q->auditdb);
-    }
-    if (!err) {
-        err = dxb_store_dbi(store, "lastseq", 0, &q->lastseq);
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {{"msg", &q->msg},         {"q", &q->q},           {"qstat", &q->qstat},
+               {"exp", &q->exp},         {"dedup", &q->dedup},   {"dedupt", &q->dedupt},
+               {"dlq", &q->dlq},         {"meta", &q->meta},     {"audit", &q->auditdb},
+               {"lastseq", &q->lastseq}, {"xfer", &q->xfer}};
+    dxb_err_t err = DXB_OK;
+    for (size_t i = 0; !err && i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        err = dxb_store_dbi(store, dbs[i].name, 0, dbs[i].dbi);
     }
     MDB_txn *txn = NULL;
     if (!err) {

@@ -10,6 +10,7 @@
  *   dlq      be64(dlq_id)                    -> brk_dlqrec_t
  *   lastseq  sender 0x00 dataset             -> u64 highest seq stored or refused for good
  *   meta     name                            -> value
+ *   xfer     xfer_id[16]                     -> brk_xferrec_t (chunked transfers, brk_xfer.h)
  *   audit    be64(seq)                       -> dxb_audit record
  * Invariant: msg.refs == number of q + dlq entries that name the message; a
  * message body is stored once however many recipients it has (fan-out).
@@ -49,7 +50,7 @@ typedef struct {
 
 typedef struct brk_queue {
     dxb_store_t *store; /* borrowed */
-    MDB_dbi msg, q, qstat, exp, dedup, dedupt, dlq, meta, auditdb, lastseq;
+    MDB_dbi msg, q, qstat, exp, dedup, dedupt, dlq, meta, auditdb, lastseq, xfer;
     dxb_audit_t audit;
 } brk_queue_t;
 

@@ -19,10 +19,21 @@
 
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
+#include "broker/brk_xfer.h"
 #include "proto/dxb_seal.h"
+#include "proto/dxb_xfer.h"
 
 #define HOUSEKEEPING_MS 100
 #define DELIVER_MAX_BYTES (4u << 20)
+/* Chunks of large transfers in flight per session. The rest of the window
+ * stays open for other messages, which pass queued chunks (of other
+ * (sender, dataset) pairs: order within a pair holds), so a transfer of
+ * gigabytes never starves small messages to the same node. */
+#define BULK_INFLIGHT 4
+/* Entries one delivery scan looks at, at most (bounds the cost of scanning
+ * past a long run of held chunks). */
+#define PUMP_SCAN_MAX 4096
+#define XFER_KEEP_DONE_MS (3600u * 1000u)
 #define ZAP_AUDIT_PER_SEC 20
 
 /* One frame drained from the agent socket, waiting for its group commit. */
@@ -123,6 +134,7 @@ s_inflight_clear(brk_sess_t *s)
 {
     s->if_head = 0;
     s->if_count = 0;
+    s->if_bulk = 0;
     s->send_from = 0;
 }
 
@@ -475,6 +487,9 @@ s_inflight_find(const brk_sess_t *s, const uint8_t *msg_id)
 static void
 s_inflight_remove(brk_sess_t *s, uint32_t i)
 {
+    if (s->inflight[(s->if_head + i) % s->window_cap].bulk && s->if_bulk > 0) {
+        s->if_bulk--;
+    }
     if (i == 0) {
         s->if_head = (s->if_head + 1) % s->window_cap;
         s->if_count--;
@@ -508,6 +523,9 @@ s_on_dack(brk_server_t *srv, MDB_txn *txn, brk_item_t *it)
         dxb_hex_encode(r.msg_id, 16, idhex);
         if (r.code == DXB_W_OK) {
             err = brk_queue_ack(srv->queue, txn, s->cfg.id, f.qseq);
+            if (!err && f.bulk) {
+                err = brk_xfer_note_acked(srv->queue, txn, f.xfer_id, f.size, dxb_now_ms());
+            }
             if (!err) {
                 srv->stats.acked++;
                 s->n_delivered++;
@@ -550,6 +568,16 @@ s_check_env(brk_server_t *srv, brk_sess_t *s, const dxb_env_t *env,
     if (env->body.len > srv->cfg.max_message_bytes) {
         *why = "body over limits.max_message_bytes";
         return DXB_W_ETOOBIG;
+    }
+    if ((env->hdr.flags & (DXB_FLAG_CHUNK | DXB_FLAG_MANIFEST)) == DXB_FLAG_CHUNK) {
+        /* The broker reads the public part of a chunk (transfer id, index,
+         * count, size) for flow control and progress; it must be sound. */
+        static char detail[96];
+        dxb_chunk_t c;
+        if (dxb_xfer_chunk_decode(env->body.ptr, env->body.len, &c, detail, sizeof(detail))) {
+            *why = detail;
+            return DXB_W_EPROTO;
+        }
     }
     uint8_t h[DXB_HASH_BYTES];
     dxb_seal_body_hash(env->body.ptr, env->body.len, h);
@@ -633,6 +661,13 @@ s_on_publish(brk_server_t *srv, MDB_txn *txn, brk_item_t *it, uint64_t now)
         }
         uint64_t ttl_s = env.hdr.ttl_s ? env.hdr.ttl_s : srv->cfg.default_ttl_s;
         dxb_err_t err = brk_queue_put(srv->queue, txn, &env, rcpt, n, now, now + ttl_s * 1000);
+        if ((err == DXB_OK || err == DXB_EEXIST) && (env.hdr.flags & DXB_FLAG_CHUNK)) {
+            dxb_err_t xerr = brk_xfer_note_stored(srv->queue, txn, &env, (uint32_t)n,
+                                                  err == DXB_EEXIST, now);
+            if (xerr) {
+                return xerr;
+            }
+        }
         if (err == DXB_EEXIST) {
             srv->stats.duplicates++;
             continue; /* already stored: OK again, stored once */
@@ -933,32 +968,87 @@ s_on_router(zloop_t *loop, zmq_pollitem_t *pi, void *arg)
 
 /* ---- delivery --------------------------------------------------------- */
 
+/* A (sender, dataset) pair whose entries wait behind a held chunk. */
+typedef struct {
+    char sender[DXB_ID_CAP];
+    char dataset[DXB_ID_CAP];
+} brk_pair_t;
+
+#define PUMP_MAX_HELD 16
+
 typedef struct {
     brk_server_t *srv;
     brk_sess_t *s;
     dxb_bytes_t envs[DXB_MAX_BATCH];
     uint64_t qseqs[DXB_MAX_BATCH];
     uint8_t ids[DXB_MAX_BATCH][16];
+    uint8_t xfer_ids[DXB_MAX_BATCH][16];
+    bool bulk[DXB_MAX_BATCH];
     size_t n;
     size_t bytes;
     uint32_t space;
-    uint64_t last_qseq;
+    uint32_t bulk_space;   /* chunks this scan may still send */
+    uint64_t last_qseq;    /* last entry passed before anything was held */
+    uint64_t first_held;   /* first entry left behind (0 = none): the next scan starts there */
+    brk_pair_t held[PUMP_MAX_HELD];
+    size_t n_held;
+    unsigned visited;
     uint64_t now_ms;
     uint64_t bad_qseq[16]; /* entries whose stored body fails its hash */
     size_t n_bad;
 } brk_pump_t;
 
 static bool
+s_pair_held(const brk_pump_t *p, const dxb_header_t *h)
+{
+    for (size_t i = 0; i < p->n_held; i++) {
+        if (strcmp(p->held[i].sender, h->sender) == 0 &&
+            strcmp(p->held[i].dataset, h->dataset) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Marks an entry as passed: the scan cursor may move beyond it, unless an
+ * earlier entry was held back. */
+static void
+s_pump_pass(brk_pump_t *p, uint64_t qseq)
+{
+    if (p->first_held == 0) {
+        p->last_qseq = qseq;
+    }
+}
+
+/* Leaves an entry for a later scan; false when no more pairs can be held. */
+static bool
+s_pump_hold(brk_pump_t *p, const dxb_header_t *h, uint64_t qseq)
+{
+    if (!s_pair_held(p, h)) {
+        if (p->n_held == PUMP_MAX_HELD) {
+            return false;
+        }
+        dxb_strlcpy(p->held[p->n_held].sender, h->sender, DXB_ID_CAP);
+        dxb_strlcpy(p->held[p->n_held].dataset, h->dataset, DXB_ID_CAP);
+        p->n_held++;
+    }
+    if (p->first_held == 0) {
+        p->first_held = qseq;
+    }
+    return true;
+}
+
+static bool
 s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
 {
     brk_pump_t *p = arg;
-    if (p->n >= p->space || p->n >= DXB_MAX_BATCH ||
+    if (p->n >= p->space || p->n >= DXB_MAX_BATCH || ++p->visited > PUMP_SCAN_MAX ||
         (p->n > 0 && p->bytes + len > DELIVER_MAX_BYTES)) {
         return false;
     }
-    p->last_qseq = e->qseq;
-    if (e->expires_ms <= p->now_ms) {
-        return true; /* the TTL sweep dead-letters it */
+    if (e->expires_ms <= p->now_ms || s_inflight_find(p->s, e->msg_id) >= 0) {
+        s_pump_pass(p, e->qseq); /* the TTL sweep dead-letters it / already sent */
+        return true;
     }
     dxb_env_t env;
     bool ok = raw != NULL && dxb_msg_decode_env(raw, len, &env, NULL, 0) == DXB_OK;
@@ -971,14 +1061,27 @@ s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
         if (p->n_bad < 16) {
             p->bad_qseq[p->n_bad++] = e->qseq; /* PROTO-R7: corrupted at rest */
         }
+        s_pump_pass(p, e->qseq);
         return p->n_bad < 16;
     }
+    bool bulk = (env.hdr.flags & DXB_FLAG_CHUNK) != 0;
+    if (s_pair_held(p, &env.hdr) || (bulk && p->bulk_space == 0)) {
+        return s_pump_hold(p, &env.hdr, e->qseq);
+    }
+    if (bulk) {
+        p->bulk_space--;
+        if (!brk_xfer_id_of(&env, p->xfer_ids[p->n])) {
+            memset(p->xfer_ids[p->n], 0, 16);
+        }
+    }
+    p->bulk[p->n] = bulk;
     p->envs[p->n].ptr = raw;
     p->envs[p->n].len = len;
     p->qseqs[p->n] = e->qseq;
     memcpy(p->ids[p->n], e->msg_id, 16);
     p->n++;
     p->bytes += len;
+    s_pump_pass(p, e->qseq);
     return true;
 }
 
@@ -1004,7 +1107,9 @@ s_dead_corrupt(brk_server_t *srv, brk_sess_t *s, const uint64_t *qseqs, size_t n
                   s->cfg.id, n);
 }
 
-/* Sends as many queued messages as the session's window allows. */
+/* Sends as many queued messages as the session's window allows, oldest
+ * first, except that chunks beyond BULK_INFLIGHT (and whatever of their
+ * (sender, dataset) pair follows them) wait for a later scan. */
 static void
 s_pump(brk_server_t *srv, brk_sess_t *s)
 {
@@ -1015,6 +1120,7 @@ s_pump(brk_server_t *srv, brk_sess_t *s)
         p.srv = srv;
         p.s = s;
         p.space = s->window - s->if_count;
+        p.bulk_space = s->if_bulk < BULK_INFLIGHT ? BULK_INFLIGHT - s->if_bulk : 0;
         p.now_ms = dxb_now_ms();
         MDB_txn *txn = NULL;
         if (dxb_store_begin(srv->store, false, &txn) != DXB_OK) {
@@ -1040,15 +1146,20 @@ s_pump(brk_server_t *srv, brk_sess_t *s)
             f->qseq = p.qseqs[i];
             memcpy(f->msg_id, p.ids[i], 16);
             f->sent_mono_ms = now;
+            f->bulk = p.bulk[i];
+            f->size = (uint32_t)p.envs[i].len;
+            memcpy(f->xfer_id, p.xfer_ids[i], 16);
+            s->if_bulk += p.bulk[i] ? 1 : 0;
             s->if_count++;
         }
         srv->stats.delivered += p.n;
-        if (p.last_qseq == 0) {
-            return; /* queue exhausted */
+        if (p.first_held != 0) {
+            s->send_from = p.first_held; /* rescanned when a chunk is acknowledged */
+        } else if (p.last_qseq != 0) {
+            s->send_from = p.last_qseq + 1;
         }
-        s->send_from = p.last_qseq + 1;
-        if (p.n == 0 && p.n_bad == 0 && p.last_qseq == 0) {
-            return;
+        if (p.n == 0 && p.n_bad == 0) {
+            return; /* nothing more to send now */
         }
     }
 }
@@ -1076,6 +1187,10 @@ s_sweep(brk_server_t *srv)
     }
     if (!err) {
         err = brk_queue_dedup_sweep(srv->queue, txn, now - srv->cfg.dedup_window_s * 1000, 256);
+    }
+    if (!err) {
+        err = brk_xfer_sweep(srv->queue, txn, now, XFER_KEEP_DONE_MS,
+                             srv->cfg.default_ttl_s * 1000, 64);
     }
     if (!err) {
         err = dxb_store_commit(srv->store, &txn);

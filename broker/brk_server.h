@@ -24,6 +24,9 @@ typedef struct {
     uint64_t qseq;
     uint8_t msg_id[16];
     uint64_t sent_mono_ms;
+    bool bulk;           /* a piece of a chunked transfer (counts against BULK_INFLIGHT) */
+    uint32_t size;       /* envelope bytes */
+    uint8_t xfer_id[16]; /* its transfer, when bulk */
 } brk_inflight_t;
 
 /* A registered node and its live session, if any. */
@@ -40,6 +43,7 @@ typedef struct {
     brk_inflight_t *inflight; /* owned ring of capacity window_cap */
     uint32_t window_cap;
     uint32_t if_head, if_count;
+    uint32_t if_bulk;         /* in-flight pieces of chunked transfers */
     bool blocked;             /* last send hit EAGAIN: wait for the next tick */
     bool dirty;               /* queue or window changed: pump on next chance */
     uint64_t n_published, n_delivered, n_refused;

@@ -411,8 +411,11 @@ s_dec_header(s_dec_t *d, dxb_header_t *h)
     s_region(d, "header.region", true, h->region);
     h->suite = (uint8_t)s_uint(d, "header.suite", 1, UINT8_MAX);
     h->flags = (uint32_t)s_uint(d, "header.flags", 0, UINT32_MAX);
-    if (s_ok(d) && (h->flags & ~1u) != 0) {
+    if (s_ok(d) && (h->flags & ~DXB_HDR_FLAGS_KNOWN) != 0) {
         s_fail(d, "reserved flag bits set");
+    }
+    if (s_ok(d) && (h->flags & 2u) != 0 && (h->flags & 1u) == 0) {
+        s_fail(d, "manifest flag without the chunk flag");
     }
     h->body_len = s_uint(d, "header.body_len", 0, UINT64_MAX);
 }
@@ -1272,7 +1275,8 @@ s_header_ok(const dxb_header_in_t *h)
            h->kind >= DXB_KIND_DELIVERY && h->kind <= DXB_KIND_CATALOG && h->seq >= 1 &&
            h->n_recipients >= 1 && h->n_recipients <= DXB_MAX_RECIPIENTS &&
            s_ids_ok(h->recipients, h->n_recipients) && s_region_ok(h->region, true) &&
-           h->suite != 0 && (h->flags & ~1u) == 0;
+           h->suite != 0 && (h->flags & ~DXB_HDR_FLAGS_KNOWN) == 0 &&
+           ((h->flags & 2u) == 0 || (h->flags & 1u) != 0);
 }
 
 dxb_err_t

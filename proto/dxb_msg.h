@@ -35,6 +35,8 @@
 #define DXB_MAX_DEPTH 8
 #define DXB_MAX_ADMIN_ARGS 16
 #define DXB_MAX_ADMIN_ARG 256
+/* HEADER.flags bits defined in version 1: 0 CHUNK, 1 MANIFEST (dxb_xfer.h). */
+#define DXB_HDR_FLAGS_KNOWN 0x3u
 
 /* Message types (PROTOCOL.md sections 4, 8, 9). */
 typedef enum {
@@ -110,7 +112,7 @@ typedef struct {
     dxb_bytes_t recipients;   /* raw msgpack array, walk with dxb_msg_next_recipient */
     char region[7];           /* "" or 6 digits */
     uint8_t suite;            /* 1..255 */
-    uint32_t flags;           /* bit 0 chunked; others 0 */
+    uint32_t flags;           /* DXB_FLAG_CHUNK | DXB_FLAG_MANIFEST; others 0 */
     uint64_t body_len;        /* == body.len after envelope decode */
 } dxb_header_t;
 

@@ -6,7 +6,7 @@
 DXB_PACKAGES=(
     build-essential meson ninja-build pkg-config
     libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev lmdb-utils libsodium-dev
-    libyaml-dev libsystemd-dev libcmocka-dev
+    libyaml-dev libsystemd-dev libcmocka-dev libzstd-dev
     python3 python3-zmq python3-msgpack python3-pytest python3-nacl
     clang-14 libclang-rt-14-dev strace nftables iproute2 util-linux
 )
