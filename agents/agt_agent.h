@@ -157,7 +157,13 @@ void agt_xfer_src_path(const agt_t *a, const uint8_t xfer_id[16], char *out, siz
 bool agt_xfer_known(agt_t *a, MDB_txn *txn, const uint8_t xfer_id[16]);
 /* Starts sending path as a transfer: record + manifest in the outbox, in txn.
  * After the commit the caller renames the file to agt_xfer_src_path. */
-dxb_err_t agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *name,
+typedef struct {
+    const char *dataset;
+    char (*recipients)[65]; /* borrowed */
+    size_t n_recipients;
+    uint32_t ttl_s;
+} agt_xfer_spec_t;
+dxb_err_t agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_xfer_spec_t *sp, const char *name,
                          uint64_t size, const uint8_t xfer_id[16]) DXB_MUST_CHECK;
 /* Seals the next chunks of every transfer into the outbox (bounded window). */
 void agt_xfer_produce(agt_t *a);

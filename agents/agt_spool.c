@@ -103,7 +103,11 @@ s_take_xfer(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *nam
         *taken = true; /* committed before a crash; only the rename is left */
         return DXB_OK;
     }
-    dxb_err_t err = agt_xfer_start(a, txn, ds, name, (uint64_t)st->st_size, id);
+    agt_xfer_spec_t sp = {.dataset = ds->id,
+                          .recipients = ds->recipients,
+                          .n_recipients = ds->n_recipients,
+                          .ttl_s = ds->ttl_s};
+    dxb_err_t err = agt_xfer_start(a, txn, &sp, name, (uint64_t)st->st_size, id);
     *taken = err == DXB_OK;
     return err;
 }

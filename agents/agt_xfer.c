@@ -20,6 +20,7 @@
  * file hash; only when it matches what was assembled is the file placed like
  * any delivery (sidecar first, rename, directory fsync). Memory: one chunk.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -79,6 +80,31 @@ typedef struct agt_xrt {
 
 static void s_xrt_drop(agt_xrt_t *r);
 
+/* Files in xfer/out without a record: a stream (API) renamed in before a
+ * crash took its commit away. Nobody was acknowledged; the sender retries. */
+static void
+s_remove_orphans(agt_t *a, MDB_txn *txn)
+{
+    char dir[PATH_CAP];
+    snprintf(dir, sizeof(dir), "%s/xfer/out", a->cfg.data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint8_t id[16];
+        if (strlen(de->d_name) != 32 || !dxb_hex_decode(de->d_name, id, 16) ||
+            agt_xfer_known(a, txn, id)) {
+            continue;
+        }
+        dxb_log_warn("AGT-XFERORPHAN", "removing a transfer file that was never committed file=%s",
+                     de->d_name);
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 dxb_err_t
 agt_xfer_init(agt_t *a)
 {
@@ -101,6 +127,7 @@ agt_xfer_init(agt_t *a)
         a->n_xout = st.ms_entries;
         MDB_stat si;
         mdb_stat(txn, a->xin, &si);
+        s_remove_orphans(a, txn);
         if (st.ms_entries + si.ms_entries > 0) {
             dxb_log_notice("AGT-XFERRESUME",
                            "resuming chunked transfers sending=%zu receiving=%zu",
@@ -297,10 +324,10 @@ s_compress_mode(const agt_t *a, const agt_dataset_cfg_t *ds)
 }
 
 dxb_err_t
-agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *name,
+agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_xfer_spec_t *sp, const char *name,
                uint64_t size, const uint8_t xfer_id[16])
 {
-    size_t n = ds->n_recipients;
+    size_t n = sp->n_recipients;
     size_t rec_len = sizeof(agt_xout_t) + n * 65;
     agt_xout_t *x = calloc(1, rec_len);
     msgpack_sbuffer man, env;
@@ -310,15 +337,15 @@ agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *
     const char *rcpt[DXB_MAX_RECIPIENTS];
     dxb_err_t err = x == NULL ? DXB_ENOMEM : DXB_OK;
     for (size_t i = 0; !err && i < n; i++) {
-        agt_peer_t *p = agt_peer_find(a, ds->recipients[i]);
+        agt_peer_t *p = agt_peer_find(a, sp->recipients[i]);
         if (p == NULL) {
             err = DXB_ENOROUTE;
             break;
         }
         memcpy(box_pks[i], p->box_pk, 32);
-        rcpt[i] = ds->recipients[i];
+        rcpt[i] = sp->recipients[i];
     }
-    int mode = s_compress_mode(a, ds);
+    int mode = s_compress_mode(a, agt_cfg_dataset(&a->cfg, sp->dataset));
     if (!err) {
         err = dxb_xfer_manifest_new(&x->m, size, a->cfg.xfer_chunk,
                                     mode == AGT_COMPRESS_NONE ? DXB_XFER_COMP_NONE
@@ -330,16 +357,16 @@ agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *
     }
     uint64_t seq = 0;
     if (!err) {
-        err = agt_store_next_seq(a, txn, ds->id, &seq);
+        err = agt_store_next_seq(a, txn, sp->dataset, &seq);
     }
     if (!err) {
         dxb_header_in_t h = {.msg_id = xfer_id,
                              .sender = a->cfg.id,
-                             .dataset = ds->id,
+                             .dataset = sp->dataset,
                              .kind = DXB_KIND_DELIVERY,
                              .seq = seq,
                              .created_ms = dxb_now_ms(),
-                             .ttl_s = ds->ttl_s,
+                             .ttl_s = sp->ttl_s,
                              .recipients = rcpt,
                              .n_recipients = (uint16_t)n,
                              .region = "",
@@ -351,31 +378,31 @@ agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *
                                 (dxb_bytes_t){(const uint8_t *)man.data, man.size});
     }
     if (!err) {
-        err = agt_store_outbox_put(a, txn, xfer_id, &env, ds->id, seq, man.size, n);
+        err = agt_store_outbox_put(a, txn, xfer_id, &env, sp->dataset, seq, man.size, n);
     }
     if (!err) {
         memcpy(x->xfer_id, xfer_id, 16);
-        dxb_strlcpy(x->dataset, ds->id, sizeof(x->dataset));
+        dxb_strlcpy(x->dataset, sp->dataset, sizeof(x->dataset));
         dxb_strlcpy(x->name, name, sizeof(x->name));
         x->produced = 1;
-        x->ttl_s = ds->ttl_s;
+        x->ttl_s = sp->ttl_s;
         x->started_ms = dxb_now_ms();
         x->compress = (uint8_t)mode;
         x->n_rcpt = (uint16_t)n;
-        memcpy((uint8_t *)(x + 1), ds->recipients, n * 65);
+        memcpy((uint8_t *)(x + 1), sp->recipients, n * 65);
         MDB_val k = {16, (void *)xfer_id}, v = {rec_len, x};
         err = dxb_store_err(mdb_put(txn, a->xout, &k, &v, 0), "xout put");
     }
     if (!err) {
         char hex[33];
         dxb_hex_encode(xfer_id, 16, hex);
-        err = dxb_audit_append(&a->audit, txn, a->cfg.id, "transfer-start", ds->id, "ok",
+        err = dxb_audit_append(&a->audit, txn, a->cfg.id, "transfer-start", sp->dataset, "ok",
                                "xfer_id=%s name=%s size=%llu chunks=%u", hex, name,
                                (unsigned long long)size, x->m.count);
         dxb_log_notice("AGT-XFERSTART",
                        "chunked transfer queued xfer_id=%s dataset=%s file=%s size=%llu "
                        "chunks=%u chunk_bytes=%u",
-                       hex, ds->id, name, (unsigned long long)size, x->m.count,
+                       hex, sp->dataset, name, (unsigned long long)size, x->m.count,
                        x->m.chunk_size);
         a->n_xout++;
     }

@@ -254,6 +254,7 @@ test_chunk_decode_strict(void **state)
 {
     (void)state;
     static const uint8_t id[16] = {1};
+    static const uint8_t ct[32] = {2};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     dxb_chunk_t c;
@@ -279,7 +280,7 @@ test_chunk_decode_strict(void **state)
     msgpack_pack_uint32(&pk, 1);
     msgpack_pack_uint32(&pk, 3);
     msgpack_pack_uint64(&pk, 100);
-    msgpack_pack_bin_with_body(&pk, id, 16);
+    msgpack_pack_bin_with_body(&pk, ct, sizeof(ct));
     size_t good = sb.size;
     msgpack_pack_nil(&pk);
     assert_int_equal(dxb_xfer_chunk_decode((const uint8_t *)sb.data, good, &c, NULL, 0), DXB_OK);
