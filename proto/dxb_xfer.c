@@ -23,10 +23,10 @@ static const char s_ad_context[] = "dxb-chunk-1";
 static const char s_sig_context[] = "dxb-xfer-1";
 
 static void
-s_detail(char *detail, size_t cap, const char *text)
+s_detail(char *detail, size_t cap, const char *what, const char *text)
 {
     if (detail != NULL && cap > 0) {
-        snprintf(detail, cap, "%s", text);
+        snprintf(detail, cap, "%s: %s", what, text != NULL ? text : "malformed");
     }
 }
 
@@ -63,12 +63,12 @@ dxb_xfer_chunk_decode(const uint8_t *body, size_t len, dxb_chunk_t *out, char *d
     dxb_rd_init(&rd, body, len);
     memset(out, 0, sizeof(*out));
     if (dxb_rd_array(&rd) != 5 && dxb_rd_ok(&rd)) {
-        dxb_rd_fail(&rd, "chunk body: want an array of 5");
+        dxb_rd_fail(&rd, "want an array of 5");
     }
     size_t idlen = 0;
     const uint8_t *id = dxb_rd_bin(&rd, 16, &idlen);
     if (dxb_rd_ok(&rd) && idlen != 16) {
-        dxb_rd_fail(&rd, "chunk body: transfer id is not 16 bytes");
+        dxb_rd_fail(&rd, "transfer id is not 16 bytes");
     }
     if (dxb_rd_ok(&rd)) {
         memcpy(out->xfer_id, id, 16);
@@ -78,16 +78,16 @@ dxb_xfer_chunk_decode(const uint8_t *body, size_t len, dxb_chunk_t *out, char *d
     out->total = dxb_rd_uint(&rd, UINT64_MAX);
     out->cipher.ptr = dxb_rd_bin(&rd, len, &out->cipher.len);
     if (dxb_rd_ok(&rd) && dxb_rd_left(&rd) != 0) {
-        dxb_rd_fail(&rd, "chunk body: trailing bytes");
+        dxb_rd_fail(&rd, "trailing bytes");
     }
     if (dxb_rd_ok(&rd) && (out->count == 0 || out->index == 0 || out->index > out->count)) {
-        dxb_rd_fail(&rd, "chunk body: index outside 1..count");
+        dxb_rd_fail(&rd, "index outside 1..count");
     }
     if (dxb_rd_ok(&rd) && out->cipher.len < TAG_BYTES + 1) {
-        dxb_rd_fail(&rd, "chunk body: ciphertext shorter than its tag");
+        dxb_rd_fail(&rd, "ciphertext shorter than its tag");
     }
     if (!dxb_rd_ok(&rd)) {
-        s_detail(detail, detail_cap, rd.err ? rd.err : "chunk body malformed");
+        s_detail(detail, detail_cap, "chunk body", rd.err);
         return DXB_EPROTO;
     }
     return DXB_OK;
@@ -144,7 +144,7 @@ dxb_xfer_manifest_decode(const uint8_t *buf, size_t len, dxb_manifest_t *out, ch
     dxb_rd_init(&rd, buf, len);
     memset(out, 0, sizeof(*out));
     if (dxb_rd_array(&rd) != 7 && dxb_rd_ok(&rd)) {
-        dxb_rd_fail(&rd, "manifest: want an array of 7");
+        dxb_rd_fail(&rd, "want an array of 7");
     }
     out->size = dxb_rd_uint(&rd, UINT64_MAX);
     out->chunk_size = (uint32_t)dxb_rd_uint(&rd, DXB_XFER_CHUNK_MAX);
@@ -155,19 +155,19 @@ dxb_xfer_manifest_decode(const uint8_t *buf, size_t len, dxb_manifest_t *out, ch
     const uint8_t *prefix = dxb_rd_bin(&rd, 16, &plen);
     const uint8_t *ct = dxb_rd_str(&rd, sizeof(out->content_type) - 1, &ctlen);
     if (dxb_rd_ok(&rd) && dxb_rd_left(&rd) != 0) {
-        dxb_rd_fail(&rd, "manifest: trailing bytes");
+        dxb_rd_fail(&rd, "trailing bytes");
     }
     if (dxb_rd_ok(&rd) && (klen != 32 || plen != 16)) {
-        dxb_rd_fail(&rd, "manifest: key or nonce prefix of the wrong length");
+        dxb_rd_fail(&rd, "key or nonce prefix of the wrong length");
     }
     if (dxb_rd_ok(&rd) && out->chunk_size < DXB_XFER_CHUNK_MIN) {
-        dxb_rd_fail(&rd, "manifest: chunk size below the minimum");
+        dxb_rd_fail(&rd, "chunk size below the minimum");
     }
     if (dxb_rd_ok(&rd) && out->count != dxb_xfer_count(out->size, out->chunk_size)) {
-        dxb_rd_fail(&rd, "manifest: chunk count does not match size / chunk size");
+        dxb_rd_fail(&rd, "chunk count does not match size / chunk size");
     }
     if (!dxb_rd_ok(&rd)) {
-        s_detail(detail, detail_cap, rd.err ? rd.err : "manifest malformed");
+        s_detail(detail, detail_cap, "manifest", rd.err);
         sodium_memzero(out, sizeof(*out));
         return DXB_EPROTO;
     }

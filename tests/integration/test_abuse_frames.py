@@ -9,6 +9,7 @@ detail "<ERRNAME>: <cause>"; s_on_publish: action "publish", result
 alive and still serves the session, and that the store did not change
 (queue depths, published counter, mdb_stat entry counts of msg/q/dedup/dlq).
 """
+import hashlib
 import secrets
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from abuselib import (CODE_NAMES, DATASET, EINTEGRITY, ENOROUTE, EPROTO, ESPOOF, ESUITE, ETOOBIG,
                       ETYPE, EVERSION, RECIPIENT, SENDER, Shared, assert_alive, assert_unchanged,
                       audit_mark, expect_error, find_audit, nested, no_frame, raw_array32,
-                      send_raw, session, settle, store_state, wait_audit)
+                      packb, send_raw, session, settle, store_state, wait_audit)
 from dxbharness import T_DELIVER, T_ERROR, T_PUBACK, make_envelope, pack
 
 pytestmark = pytest.mark.smoke
@@ -141,7 +142,9 @@ ENV_DECODE = [
     ("257_recipients_are_eproto", _mut(7, [RECIPIENT] * 257),
      "header.recipients: too many elements"),
     ("zero_recipients_are_eproto", _mut(7, []), "header.recipients: too few elements"),
-    ("reserved_flag_bits_are_eproto", _mut(10, 2), "reserved flag bits set"),
+    ("reserved_flag_bits_are_eproto", _mut(10, 4), "reserved flag bits set"),
+    ("manifest_flag_without_chunk_flag_is_eproto", _mut(10, 2),
+     "manifest flag without the chunk flag"),
     ("suite_0_is_eproto", _mut(9, 0), "header.suite"),
     ("kind_0_is_eproto", _mut(3, 0), "header.kind"),
     ("seq_0_is_eproto", _mut(4, 0), "header.seq"),
@@ -172,6 +175,42 @@ ENV_REFUSED = [
      "sender is not the authenticated node"),
     ("recipient_listed_twice_is_eproto", _mut(7, [RECIPIENT, RECIPIENT]), EPROTO,
      "recipient listed twice"),
+]
+
+
+def _chunk(body_obj):
+    """Turns the envelope into a chunk piece (flags bit 0) with the given
+    CHUNK_BODY (PROTOCOL.md 5.1), keeping header length and hash right."""
+    def f(env):
+        body = packb(body_obj) if not isinstance(body_obj, bytes) else body_obj
+        env[0][10] = 1
+        env[0][11] = len(body)
+        env[1] = hashlib.blake2b(body, digest_size=32).digest()
+        env[2] = body
+    return f
+
+
+XID = b"\x42" * 16
+CT = b"\x07" * 40
+
+# Chunk abuse: the broker reads the public part of every chunk body and
+# refuses what does not hold together before storing anything.
+ENV_REFUSED += [
+    ("chunk_index_0_is_eproto", _chunk([XID, 0, 3, 100, CT]), EPROTO,
+     "chunk body: index outside 1..count"),
+    ("chunk_index_over_count_is_eproto", _chunk([XID, 4, 3, 100, CT]), EPROTO,
+     "chunk body: index outside 1..count"),
+    ("chunk_count_0_is_eproto", _chunk([XID, 1, 0, 100, CT]), EPROTO,
+     "chunk body: index outside 1..count"),
+    ("chunk_body_of_6_fields_is_eproto", _chunk([XID, 1, 3, 100, CT, 1]), EPROTO,
+     "chunk body: want an array of 5"),
+    ("chunk_transfer_id_of_15_bytes_is_eproto", _chunk([XID[:15], 1, 3, 100, CT]), EPROTO,
+     "chunk body: transfer id is not 16 bytes"),
+    ("chunk_ciphertext_shorter_than_tag_is_eproto", _chunk([XID, 1, 3, 100, b"\x01" * 16]),
+     EPROTO, "chunk body: ciphertext shorter than its tag"),
+    ("chunk_body_with_trailing_bytes_is_eproto", _chunk(packb([XID, 1, 3, 100, CT]) + b"\x00"),
+     EPROTO, "chunk body: trailing bytes"),
+    ("chunk_body_not_msgpack_array_is_eproto", _chunk(b"\xc1" * 32), EPROTO, "chunk body"),
 ]
 
 

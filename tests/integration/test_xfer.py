@@ -183,3 +183,28 @@ def test_transfers_listing_shows_progress(h):
     assert "hr.base" in out and "sq.hrss" in out
     r.start()
     wait_until(lambda: r.received("hr.base").get("p.bin"), 120, what="the file")
+
+
+@pytest.mark.agent
+def test_chunk_of_an_unknown_transfer_is_refused_by_the_receiver_and_dead_lettered(h):
+    """Chunk abuse at the receiving agent: a chunk whose manifest never came
+    (forged, or the manifest was dead-lettered) is refused with EPROTO, lands
+    in the broker's DLQ with that reason, and nothing appears in the inbox."""
+    import msgpack
+    from dxbharness import make_envelope
+    a, c = h.keygen("sq.hrss"), h.keygen("sq.civil")
+    b = h.broker([a, c])
+    r = h.agent(c, b)
+    h.wait_connected("sq.civil")
+    peer = h.raw_peer(a, b)
+    assert peer.hello()[1] == 2
+    body = msgpack.packb([b"\x42" * 16, 1, 2, 5000, b"\x07" * 64], use_bin_type=True)
+    env = make_envelope("sq.hrss", "hr.base", ["sq.civil"], body=body)
+    env[0][10] = 1  # CHUNK
+    mid = bytes(env[0][0])
+    assert peer.publish([env]) == {mid: 0}
+    rows = wait_until(lambda: h.dxbctl("dlq", "list"), 20, what="the chunk in the DLQ")
+    assert rows[0]["msg_id"] == mid.hex() and rows[0]["reason"] == "EPROTO"
+    r.wait_log("AGT-XFERBAD")
+    assert r.received("hr.base") == {}
+    assert r.alive()
