@@ -2,7 +2,8 @@
  *   agt_store  LMDB outbox, inbox de-duplication, API queue, directory, audit
  *   agt_link   the CURVE DEALER session to the broker (publish, deliver, heartbeat)
  *   agt_spool  outbox folder scanning and inbox file placing
- *   agt_api    the local API socket for applications
+ *   agt_api    the local API socket for applications (publish, subscribe, streams)
+ *   agt_xfer   chunked transfers of large files (spool and API streams)
  * Everything runs on the main thread in one zloop. The agent acknowledges an
  * application (file pick-up or API publish) only after its outbox commit, and
  * the broker only after its inbox commit (DESIGN.md section 4).
@@ -91,6 +92,10 @@ typedef struct agt {
     size_t n_xrt;
     uint8_t *xbuf;         /* owned: one chunk of plaintext (DXB_XFER_CHUNK_MAX) */
     uint64_t n_xout;       /* transfers being sent (records in xout) */
+
+    struct agt_grant *grants; /* owned: grants the broker reported (agt_gov.c) */
+    size_t n_grants;
+    uint64_t gov_demand_logged; /* highest pending demand id announced in the log */
 } agt_t;
 
 /* agt_store.c */
@@ -165,6 +170,22 @@ typedef struct {
 } agt_xfer_spec_t;
 dxb_err_t agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_xfer_spec_t *sp, const char *name,
                          uint64_t size, const uint8_t xfer_id[16]) DXB_MUST_CHECK;
+/* API streams (agt_api.c). Creates <data_dir>/xfer/stage/<random hex> (0600,
+ * exclusive, no symlinks) and opens it for writing; path (cap bytes) receives
+ * its name, *fd_out the descriptor (the caller closes it). Errors: DXB_EFULL,
+ * DXB_EIO (logged). Start-up deletes every staging file. */
+dxb_err_t agt_xfer_stage_open(agt_t *a, char *path, size_t cap, int *fd_out) DXB_MUST_CHECK;
+/* Writes len bytes at off. Errors: DXB_EFULL (disk or quota full), DXB_EIO. */
+dxb_err_t agt_xfer_stage_write(int fd, const uint8_t *buf, size_t len,
+                               uint64_t off) DXB_MUST_CHECK;
+/* Moves a complete staging file into the transfer area: fsyncs fd, renames
+ * staged to agt_xfer_src_path under a fresh random id (xfer_id_out) and
+ * fsyncs that directory. The caller then calls agt_xfer_start with that id
+ * and, when it or the commit fails, removes agt_xfer_src_path(xfer_id_out).
+ * On error nothing is left in xfer/out (staged may remain: the caller
+ * removes it). Errors: DXB_EFULL, DXB_EIO (logged). */
+dxb_err_t agt_xfer_stage_finish(agt_t *a, const char *staged, int fd,
+                                uint8_t xfer_id_out[16]) DXB_MUST_CHECK;
 /* Seals the next chunks of every transfer into the outbox (bounded window). */
 void agt_xfer_produce(agt_t *a);
 /* Receiving side, inside agt_spool_deliver's transaction. Return a wire code
@@ -177,6 +198,20 @@ uint16_t agt_xfer_on_chunk(agt_t *a, MDB_txn *txn, const dxb_env_t *env, agt_xfe
 dxb_err_t agt_xfer_sync(agt_t *a) DXB_MUST_CHECK;
 /* After the batch's commit (ok) or abort (!ok). */
 void agt_xfer_settle(agt_t *a, bool ok);
+
+/* agt_gov.c: catalog declaration, governance state, masking (PROTOCOL.md 10) */
+typedef struct agt_grant agt_grant_t;
+void agt_gov_send_catalog(agt_t *a);
+void agt_gov_on_state(agt_t *a, const char *what, dxb_bytes_t rows);
+void agt_gov_on_rep(agt_t *a, const dxb_frame_t *f);
+void agt_gov_api_request(agt_t *a, const uint8_t *rid, size_t rid_len, const dxb_frame_t *f);
+/* The active grant with a masking policy of consumer for dataset (this node
+ * the owner), or NULL: borrowed until the next GOV_STATE. */
+const agt_grant_t *agt_gov_mask_grant(const agt_t *a, const char *dataset, const char *consumer);
+uint64_t agt_gov_grant_id(const agt_grant_t *g);
+/* Masks a record-structured payload for a grant; *out is malloc'd. */
+dxb_err_t agt_gov_mask(const agt_t *a, const agt_grant_t *g, const char *name, dxb_bytes_t in,
+                       uint8_t **out, size_t *out_len, char *why, size_t why_cap) DXB_MUST_CHECK;
 
 /* agt_api.c */
 dxb_err_t agt_api_bind(agt_t *a) DXB_MUST_CHECK;

@@ -155,6 +155,63 @@ s_load_tuning(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, agt_cfg_t *c)
     }
 }
 
+static const char *const s_share_modes[] = {"none", "conditional", "unconditional", NULL};
+static const char *const s_frequencies[] = {"realtime", "hourly", "daily",     "weekly",
+                                            "monthly",  "yearly", "on-demand", NULL};
+
+static void
+s_load_catfield(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, agt_catfield_cfg_t *f)
+{
+    if (!dxb_yaml_expect_map(doc, m, "catalog field", true)) {
+        return;
+    }
+    uint64_t sens = 0;
+    dxb_yaml_get_str(doc, m, "name", f->name, sizeof(f->name), true);
+    dxb_yaml_get_str(doc, m, "type", f->type, sizeof(f->type), false);
+    dxb_yaml_get_u64(doc, m, "sensitivity", &sens, 0, 3, false);
+    if (f->type[0] == '\0') {
+        dxb_strlcpy(f->type, "string", sizeof(f->type));
+    }
+    f->sensitivity = (uint8_t)sens;
+    dxb_yaml_check_unused(doc, m);
+}
+
+/* datasets[].catalog (conf/agent.yaml documents every key). */
+static void
+s_load_catalog(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, agt_catalog_cfg_t *c)
+{
+    if (!dxb_yaml_expect_map(doc, m, "catalog", true)) {
+        return;
+    }
+    c->declared = true;
+    uint64_t level = 0;
+    int share = 1, freq = 2;
+    dxb_yaml_get_str(doc, m, "title", c->title, sizeof(c->title), true);
+    dxb_yaml_get_str(doc, m, "description", c->description, sizeof(c->description), false);
+    dxb_yaml_get_u64(doc, m, "level", &level, 0, 3, true);
+    dxb_yaml_get_enum(doc, m, "share", s_share_modes, &share, true);
+    dxb_yaml_get_enum(doc, m, "frequency", s_frequencies, &freq, false);
+    dxb_yaml_get_str(doc, m, "region", c->region, sizeof(c->region), false);
+    if (c->region[0] != '\0' && !dxb_region_valid(c->region, strlen(c->region))) {
+        dxb_yaml_error(doc, dxb_yaml_get(m, "region"), "region must be 6 digits");
+    }
+    c->level = (uint8_t)level;
+    c->share = (uint8_t)share;
+    dxb_strlcpy(c->frequency, s_frequencies[freq], sizeof(c->frequency));
+    const dxb_yaml_node_t *fs = dxb_yaml_get(m, "fields");
+    if (fs != NULL) {
+        size_t n = dxb_yaml_len(fs);
+        if (dxb_yaml_kind(fs) != DXB_YAML_SEQ || n > 256) {
+            dxb_yaml_error(doc, fs, "'fields' must be a list of at most 256 fields");
+        } else if (n > 0 && (c->fields = calloc(n, sizeof(*c->fields))) != NULL) {
+            for (size_t i = 0; i < n; i++) {
+                s_load_catfield(doc, dxb_yaml_item(fs, i), &c->fields[c->n_fields++]);
+            }
+        }
+    }
+    dxb_yaml_check_unused(doc, m);
+}
+
 static void
 s_load_dataset(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, agt_dataset_cfg_t *d,
                bool api_default)
@@ -191,6 +248,10 @@ s_load_dataset(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *m, agt_dataset_cfg_t 
     d->ttl_s = (uint32_t)ttl;
     d->compress = -1;
     dxb_yaml_get_enum(doc, m, "compress", s_compress_modes, &d->compress, false);
+    const dxb_yaml_node_t *cat = dxb_yaml_get(m, "catalog");
+    if (cat != NULL) {
+        s_load_catalog(doc, cat, &d->catalog);
+    }
     dxb_yaml_check_unused(doc, m);
 }
 
@@ -263,6 +324,7 @@ agt_cfg_free(agt_cfg_t *cfg)
 {
     for (size_t i = 0; i < cfg->n_datasets; i++) {
         free(cfg->datasets[i].recipients);
+        free(cfg->datasets[i].catalog.fields);
     }
     free(cfg->datasets);
     free(cfg->peers);

@@ -11,8 +11,29 @@
 
 #define AGT_MAX_DATASET_RECIPIENTS 256
 
+/* A field of a catalog declaration. */
+typedef struct {
+    char name[129];
+    char type[33];
+    uint8_t sensitivity; /* 0..3 */
+} agt_catfield_cfg_t;
+
+/* datasets[].catalog: this node owns the dataset and declares it (数据目录). */
+typedef struct {
+    bool declared;
+    char title[257];
+    char description[1025];
+    uint8_t level;      /* classification 0..3 */
+    uint8_t share;      /* 0 none, 1 conditional, 2 unconditional */
+    char frequency[33];
+    char region[7];
+    agt_catfield_cfg_t *fields; /* owned */
+    size_t n_fields;
+} agt_catalog_cfg_t;
+
 typedef struct {
     char id[65];
+    agt_catalog_cfg_t catalog;
     char (*recipients)[65]; /* owned array */
     size_t n_recipients;
     bool inbound_api;       /* received messages go to the API queue, not the spool */

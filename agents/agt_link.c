@@ -312,7 +312,14 @@ s_on_frame(agt_t *a, const uint8_t *data, size_t len)
             a->backoff_until = 0;
             dxb_log_notice("AGT-LINKUP", "broker session established broker=%s epoch=%llu",
                            f.u.welcome.broker, (unsigned long long)f.u.welcome.epoch);
+            agt_gov_send_catalog(a);
         }
+        break;
+    case DXB_T_GOV_STATE:
+        agt_gov_on_state(a, f.u.gov_state.what, f.u.gov_state.rows);
+        break;
+    case DXB_T_GOV_REP:
+        agt_gov_on_rep(a, &f);
         break;
     case DXB_T_DIRECTORY:
         s_on_directory(a, f.u.directory.nodes);

@@ -92,6 +92,18 @@ typedef struct {
     char xfer_dest[PATH_CAP]; /* "" or where a chunked transfer keeps the file */
 } agt_taken_t;
 
+/* True when a grant masks ds for one of its recipients. */
+static bool
+s_masked_recipient(const agt_t *a, const agt_dataset_cfg_t *ds)
+{
+    for (size_t i = 0; i < ds->n_recipients; i++) {
+        if (agt_gov_mask_grant(a, ds->id, ds->recipients[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Takes a large file as a chunked transfer (agt_xfer.c) in txn. */
 static dxb_err_t
 s_take_xfer(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, const char *name,
@@ -155,6 +167,11 @@ s_scan_dataset(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, agt_taken_t 
         agt_taken_t *t = &taken[n_taken];
         snprintf(t->path, sizeof(t->path), "%s/%s", dir, name);
         t->xfer_dest[0] = '\0';
+        if (chunked && s_masked_recipient(a, ds)) {
+            s_reject(a, txn, dir, name, "a grant masks this dataset and chunked transfers are "
+                                        "not masked yet: raise transfer.threshold_bytes");
+            continue;
+        }
         if (chunked) {
             bool took = false;
             *err = s_take_xfer(a, txn, ds, name, &st, id, t, &took);
@@ -185,6 +202,14 @@ s_scan_dataset(agt_t *a, MDB_txn *txn, const agt_dataset_cfg_t *ds, agt_taken_t 
                                     ds->ttl_s);
         sodium_memzero(data, len);
         free(data);
+        if (*err == DXB_EINVAL || *err == DXB_EPROTO || *err == DXB_ETOOBIG ||
+            *err == DXB_ENOTFOUND) {
+            /* A grant's masking policy could not be applied (AGT-MASKFAIL
+             * says why): nothing is sent rather than unmasked data. */
+            s_reject(a, txn, dir, name, "masking for a grant failed (see AGT-MASKFAIL)");
+            *err = DXB_OK;
+            continue;
+        }
         if (*err == DXB_ENOROUTE) {
             /* Recipient not in the directory yet (first start without the
              * broker): leave the file and try again later. */

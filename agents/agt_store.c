@@ -182,20 +182,19 @@ agt_store_outbox_has(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16])
     return mdb_get(txn, a->outid, &k, &v) == 0;
 }
 
-dxb_err_t
-agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const char *dataset,
-                     char (*recipients)[65], size_t n, dxb_bytes_t name, dxb_bytes_t payload,
-                     uint32_t ttl_s)
+/* Seals payload for the recipients rcpt[0..n) and appends it to the outbox. */
+static dxb_err_t
+s_outbox_seal(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const char *dataset,
+              const char *const *rcpt, size_t n, dxb_bytes_t name, dxb_bytes_t payload,
+              uint32_t ttl_s)
 {
     static uint8_t box_pks[DXB_MAX_RECIPIENTS][32];
-    const char *rcpt[DXB_MAX_RECIPIENTS];
     for (size_t i = 0; i < n; i++) {
-        agt_peer_t *p = agt_peer_find(a, recipients[i]);
+        agt_peer_t *p = agt_peer_find(a, rcpt[i]);
         if (p == NULL) {
             return DXB_ENOROUTE;
         }
         memcpy(box_pks[i], p->box_pk, 32);
-        rcpt[i] = recipients[i];
     }
     uint64_t seq = 0;
     dxb_err_t err = agt_store_next_seq(a, txn, dataset, &seq);
@@ -221,6 +220,77 @@ agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const cha
         err = agt_store_outbox_put(a, txn, msg_id, &env, dataset, seq, payload.len, n);
     }
     msgpack_sbuffer_destroy(&env);
+    return err;
+}
+
+/* One group of recipients that get the same bytes: unmasked, or masked for
+ * one grant. */
+typedef struct {
+    const agt_grant_t *grant; /* NULL = unmasked */
+    const char *rcpt[DXB_MAX_RECIPIENTS];
+    size_t n;
+    uint8_t *masked; /* owned */
+    size_t masked_len;
+} agt_group_t;
+
+dxb_err_t
+agt_store_outbox_add(agt_t *a, MDB_txn *txn, const uint8_t msg_id[16], const char *dataset,
+                     char (*recipients)[65], size_t n, dxb_bytes_t name, dxb_bytes_t payload,
+                     uint32_t ttl_s)
+{
+    static agt_group_t groups[DXB_MAX_RECIPIENTS];
+    size_t n_groups = 0;
+    /* Masking (脱敏) happens here, before encryption, per grant: a consumer
+     * whose grant carries a policy gets its own masked copy. */
+    for (size_t i = 0; i < n; i++) {
+        const agt_grant_t *g = agt_gov_mask_grant(a, dataset, recipients[i]);
+        size_t k = 0;
+        while (k < n_groups && groups[k].grant != g) {
+            k++;
+        }
+        if (k == n_groups) {
+            groups[n_groups++] = (agt_group_t){.grant = g};
+        }
+        groups[k].rcpt[groups[k].n++] = recipients[i];
+    }
+    char fname[256];
+    size_t fl = name.len < sizeof(fname) - 1 ? name.len : sizeof(fname) - 1;
+    memcpy(fname, name.ptr, fl);
+    fname[fl] = '\0';
+    dxb_err_t err = DXB_OK;
+    for (size_t k = 0; !err && k < n_groups; k++) {
+        char why[300] = "";
+        if (groups[k].grant != NULL) {
+            err = agt_gov_mask(a, groups[k].grant, fname, payload, &groups[k].masked,
+                               &groups[k].masked_len, why, sizeof(why));
+            if (err) {
+                dxb_log_error("AGT-MASKFAIL", "payload cannot be masked for a grant; not sent "
+                              "dataset=%s file=%s: %s", dataset, fname, why);
+            }
+        }
+    }
+    for (size_t k = 0; !err && k < n_groups; k++) {
+        uint8_t id[16];
+        memcpy(id, msg_id, 16);
+        if (k > 0) {
+            /* Further copies get ids derived from the first: a re-read spool
+             * file makes the same ids, so every hop still de-duplicates. */
+            uint64_t gid = groups[k].grant ? agt_gov_grant_id(groups[k].grant) : 0;
+            uint8_t in[16 + 8];
+            memcpy(in, msg_id, 16);
+            memcpy(in + 16, &gid, 8);
+            crypto_generichash(id, 16, in, sizeof(in), a->spool_id_key, 32);
+        }
+        dxb_bytes_t body = groups[k].grant ? (dxb_bytes_t){groups[k].masked, groups[k].masked_len}
+                                           : payload;
+        err = s_outbox_seal(a, txn, id, dataset, groups[k].rcpt, groups[k].n, name, body, ttl_s);
+    }
+    for (size_t k = 0; k < n_groups; k++) {
+        if (groups[k].masked != NULL) {
+            sodium_memzero(groups[k].masked, groups[k].masked_len);
+            free(groups[k].masked);
+        }
+    }
     return err;
 }
 

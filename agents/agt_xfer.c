@@ -12,6 +12,14 @@
  * at the recorded position after re-hashing the prefix of the file. When the
  * last chunk is acknowledged the record and the file are removed.
  *
+ * Streams (API_STREAM_*, agt_api.c) arrive in a staging file under
+ * <data_dir>/xfer/stage/ (agt_xfer_stage_open / _write); at the end
+ * agt_xfer_stage_finish fsyncs it and renames it into xfer/out/, and the
+ * caller starts the transfer (agt_xfer_start) in its transaction. Staging
+ * files are never committed:
+ * start-up deletes them all, and a file renamed into xfer/out/ whose commit a
+ * crash took away is an orphan that start-up deletes too.
+ *
  * Receiving. The manifest creates a record (xin) and an empty hidden part
  * file in the dataset's inbox folder. Each chunk must be the next one: it is
  * opened (AEAD bound to index, transfer and header), written at its offset,
@@ -105,12 +113,42 @@ s_remove_orphans(agt_t *a, MDB_txn *txn)
     closedir(d);
 }
 
+/* Staging files of API streams cut off by a stop or crash: nobody was
+ * answered OK for them, so nothing is lost. */
+static void
+s_clear_stage(agt_t *a)
+{
+    char dir[PATH_CAP];
+    snprintf(dir, sizeof(dir), "%s/xfer/stage", a->cfg.data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            unlinkat(dirfd(d), de->d_name, 0) == 0) {
+            n++;
+        }
+    }
+    closedir(d);
+    if (n > 0) {
+        dxb_log_notice("AGT-STREAMCLEAN", "removed unfinished API stream files files=%zu", n);
+    }
+}
+
 dxb_err_t
 agt_xfer_init(agt_t *a)
 {
     char path[PATH_CAP];
     snprintf(path, sizeof(path), "%s/xfer/out", a->cfg.data_dir);
     dxb_err_t err = dxb_mkdir_p(path, 0700);
+    if (!err) {
+        snprintf(path, sizeof(path), "%s/xfer/stage", a->cfg.data_dir);
+        err = dxb_mkdir_p(path, 0700);
+        s_clear_stage(a);
+    }
     a->xrt = calloc(XRT_MAX, sizeof(*a->xrt));
     a->xbuf = malloc(DXB_XFER_CHUNK_MAX);
     if (!err && (a->xrt == NULL || a->xbuf == NULL)) {
@@ -342,6 +380,14 @@ agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_xfer_spec_t *sp, const char *na
             err = DXB_ENOROUTE;
             break;
         }
+        if (agt_gov_mask_grant(a, sp->dataset, sp->recipients[i]) != NULL) {
+            /* Chunked transfers are not masked (yet): refuse rather than
+             * send a consumer more than its grant allows. */
+            dxb_log_error("AGT-MASKFAIL", "a grant masks dataset %s for %s; chunked transfers "
+                          "are not masked yet, transfer refused", sp->dataset, sp->recipients[i]);
+            err = DXB_EDENIED;
+            break;
+        }
         memcpy(box_pks[i], p->box_pk, 32);
         rcpt[i] = sp->recipients[i];
     }
@@ -414,6 +460,67 @@ agt_xfer_start(agt_t *a, MDB_txn *txn, const agt_xfer_spec_t *sp, const char *na
     if (x != NULL) {
         sodium_memzero(x, rec_len);
         free(x);
+    }
+    return err;
+}
+
+/* ---- API streams ------------------------------------------------------------ */
+
+dxb_err_t
+agt_xfer_stage_open(agt_t *a, char *path, size_t cap, int *fd_out)
+{
+    char dir[PATH_CAP], hex[33];
+    uint8_t rnd[16];
+    snprintf(dir, sizeof(dir), "%s/xfer/stage", a->cfg.data_dir);
+    dxb_err_t err = dxb_mkdir_p(dir, 0700);
+    if (err) {
+        return err;
+    }
+    randombytes_buf(rnd, sizeof(rnd));
+    dxb_hex_encode(rnd, sizeof(rnd), hex);
+    snprintf(path, cap, "%s/%s", dir, hex);
+    *fd_out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (*fd_out < 0) {
+        dxb_log_error("AGT-STREAMERR", "cannot create a stream staging file path=%s errno=%s",
+                      path, strerror(errno));
+        return errno == ENOSPC || errno == EDQUOT ? DXB_EFULL : DXB_EIO;
+    }
+    return DXB_OK;
+}
+
+dxb_err_t
+agt_xfer_stage_write(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+    dxb_err_t err = s_pwrite_all(fd, buf, len, off);
+    if (err) {
+        dxb_log_error("AGT-STREAMERR", "cannot write a stream staging file errno=%s",
+                      strerror(errno));
+    }
+    return err;
+}
+
+dxb_err_t
+agt_xfer_stage_finish(agt_t *a, const char *staged, int fd, uint8_t xfer_id_out[16])
+{
+    char dest[PATH_CAP], dir[PATH_CAP];
+    if (fsync(fd) != 0) {
+        dxb_log_error("AGT-STREAMERR", "fsync of a stream staging file failed path=%s errno=%s",
+                      staged, strerror(errno));
+        return errno == ENOSPC || errno == EDQUOT ? DXB_EFULL : DXB_EIO;
+    }
+    randombytes_buf(xfer_id_out, 16);
+    agt_xfer_src_path(a, xfer_id_out, dest, sizeof(dest));
+    if (rename(staged, dest) != 0) {
+        dxb_log_error("AGT-STREAMERR", "cannot move a stream into the transfer area path=%s "
+                      "errno=%s", staged, strerror(errno));
+        return DXB_EIO;
+    }
+    /* Durable before the record that names the file commits; a crash in
+     * between leaves an orphan that agt_xfer_init removes. */
+    snprintf(dir, sizeof(dir), "%s/xfer/out", a->cfg.data_dir);
+    dxb_err_t err = dxb_fsync_dir(dir);
+    if (err) {
+        unlink(dest);
     }
     return err;
 }

@@ -151,6 +151,7 @@ s_stop(agt_t *a)
         zmq_ctx_term(a->ctx);
     }
     agt_xfer_destroy(a);
+    free(a->grants);
     dxb_store_destroy(&a->store);
     free(a->peers);
     msgpack_sbuffer_destroy(&a->sbuf);

@@ -3,9 +3,11 @@
  *   bench-dxb w1 SEND_API RECV_API TO DATASET N
  *       publish N 1 KiB messages with up to 1000 outstanding, a receiver
  *       thread subscribed at RECV_API drains and acks them concurrently.
- *   bench-dxb w2 SEND_API RECV_API TO DATASET N RATE
+ *   bench-dxb w2 SEND_API RECV_API TO DATASET N RATE [PREFIX]
  *       publish N messages at RATE msg/s; the payload carries the
  *       CLOCK_MONOTONIC send time; the receiver reports latency percentiles.
+ *       PREFIX (default "w2") names the keys, e.g. w3_small_idle gives
+ *       w3_small_idle_p50_us (W3 measures small messages next to a transfer).
  *
  * Results are "key=value" lines on stdout (see bench/README.md). */
 #include <pthread.h>
@@ -116,7 +118,7 @@ int
 main(int argc, char **argv)
 {
     if (argc < 7 || (strcmp(argv[1], "w1") != 0 && strcmp(argv[1], "w2") != 0)) {
-        fprintf(stderr, "usage: bench-dxb w1|w2 SEND_API RECV_API TO DATASET N [RATE]\n");
+        fprintf(stderr, "usage: bench-dxb w1|w2 SEND_API RECV_API TO DATASET N [RATE [PREFIX]]\n");
         return 2;
     }
     bool w2 = strcmp(argv[1], "w2") == 0;
@@ -126,7 +128,7 @@ main(int argc, char **argv)
     if (n < 1 || rate <= 0) {
         return 2;
     }
-    const char *w = w2 ? "w2" : "w1";
+    const char *w = w2 ? (argc > 8 ? argv[8] : "w2") : "w1";
 
     recv_state_t st;
     memset(&st, 0, sizeof(st));
@@ -213,7 +215,7 @@ main(int argc, char **argv)
     pthread_join(th, NULL);
     dxb_client_destroy(&c);
 
-    char key[64];
+    char key[128];
 #define PUT(name, v) (snprintf(key, sizeof(key), "%s_%s", w, name), bench_put(key, (v)))
     PUT("n", (double)n);
     PUT("publish_errors", (double)errors);

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "broker/brk_auditcp.h"
 #include "broker/brk_server.h"
 #include "broker/brk_xfer.h"
 #include "common/dxb_log.h"
@@ -15,6 +17,11 @@
 
 #define PEEK_DEFAULT 20
 #define TAIL_DEFAULT 20
+#define AUDIT_CHECKPOINTS_DEFAULT 20
+#define AUDIT_EXPORT_DEFAULT 1000
+#define AUDIT_EXPORT_MAX 100000             /* rows per page (the admin result limit) */
+#define AUDIT_EXPORT_MAX_BYTES (16u << 20)  /* a page stops growing past this */
+#define AUDIT_EXPORT_SCAN_MAX 1000000       /* records one request looks at */
 
 static void
 s_str(msgpack_packer *pk, const char *key, const char *val)
@@ -288,6 +295,96 @@ s_cmd_stats(brk_server_t *srv, msgpack_packer *pk)
     s_bool(pk, "store_failed", dxb_store_failed(srv->store));
 }
 
+/* ---- audit (PROTOCOL.md 8) ---------------------------------------------- */
+
+/* One record's text split into its six fields. */
+typedef struct {
+    char text[2100];  /* NUL-terminated copy of the text, tabs replaced by NULs */
+    const char *f[6]; /* time, actor, action, object, result, detail: into text */
+    uint64_t time_ms; /* the time field as a number (0 when it is not one) */
+} brk_auditrec_t;
+
+static void
+s_audit_split(const uint8_t *text, size_t len, brk_auditrec_t *r)
+{
+    size_t n = len < sizeof(r->text) - 1 ? len : sizeof(r->text) - 1;
+    memcpy(r->text, text, n);
+    r->text[n] = 0;
+    r->f[0] = r->text;
+    for (int i = 1; i < 6; i++) {
+        char *tab = r->f[i - 1][0] != '\0' || i == 1 ? strchr(r->f[i - 1], '\t') : NULL;
+        r->f[i] = "";
+        if (tab != NULL) {
+            *tab = 0;
+            r->f[i] = tab + 1;
+        }
+    }
+    r->time_ms = dxb_audit_text_time(text, len);
+}
+
+/* "2026-11-25T10:00:00.123Z"; "" when the time cannot be shown. */
+static void
+s_iso_time(uint64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+    out[0] = 0;
+    if (gmtime_r(&t, &tm) != NULL && strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm)) {
+        snprintf(out, cap, "%s.%03uZ", base, (unsigned)(ms % 1000));
+    }
+}
+
+/* Bytes of the UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or
+ * code points past U+10FFFF); 0 when it is not one. */
+static size_t
+s_utf8_len(const uint8_t *s, size_t left)
+{
+    if (s[0] < 0x80) {
+        return 1;
+    }
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4                                 ? 4
+                                                                              : 0;
+    if (n == 0 || n > left) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f)) {
+        return 0;
+    }
+    return n;
+}
+
+/* True when the exported fields give back the text byte for byte:
+ * "time\tactor\taction\tobject\tresult\tdetail" with the time in canonical
+ * decimal, exactly five tabs and valid UTF-8. dxb writes records so; a
+ * record that is not (tampered, cut) is exported with raw_hex as well. */
+static bool
+s_text_rebuilds(const uint8_t *text, size_t len, const brk_auditrec_t *rec)
+{
+    size_t tabs = 0;
+    char time_text[24];
+    if (len >= sizeof(rec->text)) {
+        return false;
+    }
+    for (size_t i = 0; i < len;) {
+        size_t n = s_utf8_len(text + i, len - i);
+        if (n == 0 || text[i] == 0) {
+            return false;
+        }
+        tabs += text[i] == '\t';
+        i += n;
+    }
+    snprintf(time_text, sizeof(time_text), "%llu", (unsigned long long)rec->time_ms);
+    return tabs == 5 && strcmp(time_text, rec->f[0]) == 0;
+}
+
 static void
 s_cmd_audit_tail(brk_server_t *srv, msgpack_packer *pk, MDB_txn *txn, uint64_t n)
 {
@@ -298,63 +395,232 @@ s_cmd_audit_tail(brk_server_t *srv, msgpack_packer *pk, MDB_txn *txn, uint64_t n
         uint8_t key[8];
         dxb_be64_put(key, seq);
         MDB_val k = {8, key}, v;
-        char text[2100] = "";
+        brk_auditrec_t rec;
         if (mdb_get(txn, srv->queue->auditdb, &k, &v) == 0 && v.mv_size > 64) {
-            size_t len = v.mv_size - 64 < sizeof(text) - 1 ? v.mv_size - 64 : sizeof(text) - 1;
-            memcpy(text, (const uint8_t *)v.mv_data + 64, len);
-            text[len] = 0;
-        }
-        /* text = time \t actor \t action \t object \t result \t detail */
-        char *f[6] = {text, "", "", "", "", ""};
-        for (int i = 1; i < 6 && f[i - 1] != NULL; i++) {
-            char *tab = strchr(f[i - 1], '\t');
-            if (tab == NULL) {
-                break;
-            }
-            *tab = 0;
-            f[i] = tab + 1;
+            s_audit_split((const uint8_t *)v.mv_data + 64, v.mv_size - 64, &rec);
+        } else {
+            s_audit_split(NULL, 0, &rec);
         }
         msgpack_pack_map(pk, 7);
         s_u64(pk, "seq", seq);
-        s_u64(pk, "time_ms", strtoull(f[0], NULL, 10));
-        s_str(pk, "actor", f[1]);
-        s_str(pk, "action", f[2]);
-        s_str(pk, "object", f[3]);
-        s_str(pk, "result", f[4]);
-        s_str(pk, "detail", f[5]);
+        s_u64(pk, "time_ms", rec.time_ms);
+        s_str(pk, "actor", rec.f[1]);
+        s_str(pk, "action", rec.f[2]);
+        s_str(pk, "object", rec.f[3]);
+        s_str(pk, "result", rec.f[4]);
+        s_str(pk, "detail", rec.f[5]);
     }
 }
 
+/* One sentence naming the first broken entry and why (the EINTEGRITY
+ * message of audit.verify). */
 static void
-s_cmd_audit_verify(brk_server_t *srv, msgpack_packer *pk, MDB_txn *txn)
+s_audit_verify_message(const dxb_audit_report_t *r, char *out, size_t cap)
 {
-    uint64_t count = 0, bad = 0;
-    dxb_err_t err = dxb_audit_verify(txn, srv->queue->auditdb, &count, &bad);
-    msgpack_pack_array(pk, 1);
-    msgpack_pack_map(pk, 3);
-    s_bool(pk, "ok", err == DXB_OK);
-    s_u64(pk, "records", count);
-    s_u64(pk, "first_bad_seq", bad);
+    char when[40];
+    int n = snprintf(out, cap, "audit log broken at record %llu: %s",
+                     (unsigned long long)r->bad_seq, dxb_audit_fault_text(r->fault));
+    if (n < 0 || (size_t)n >= cap) {
+        return;
+    }
+    if (r->fault < DXB_AUDIT_CP_MALFORMED) {
+        snprintf(out + n, cap - (size_t)n,
+                 "; %llu records verify before it; %llu of %llu checkpoints verify",
+                 (unsigned long long)r->records, (unsigned long long)r->checkpoints_ok,
+                 (unsigned long long)r->checkpoints);
+        return;
+    }
+    s_iso_time(r->bad_cp_ms, when, sizeof(when));
+    if (r->fault == DXB_AUDIT_CP_SHORT || r->fault == DXB_AUDIT_CP_DIFFERS) {
+        snprintf(out + n, cap - (size_t)n,
+                 "; checkpoint seq %llu signed %s; the chain holds %llu records; damage lies "
+                 "in records %llu..%llu",
+                 (unsigned long long)r->bad_cp_seq, when, (unsigned long long)r->head_seq,
+                 (unsigned long long)r->good_below_seq + 1, (unsigned long long)r->bad_cp_seq);
+    } else {
+        snprintf(out + n, cap - (size_t)n, "; checkpoint seq %llu signed %s",
+                 (unsigned long long)r->bad_cp_seq, when);
+    }
 }
 
-/* True (with a message naming the record) when the audit chain is broken. */
-static bool
-s_audit_broken(brk_server_t *srv, char *msg, size_t cap)
+/* audit.verify: the hash chain and every signed checkpoint. A broken log is
+ * answered EINTEGRITY, with the message naming the first broken entry and
+ * the same row as a result. */
+static void
+s_audit_verify(brk_server_t *srv)
 {
     MDB_txn *txn = NULL;
-    uint64_t count = 0, bad = 0;
-    if (dxb_store_begin(srv->store, false, &txn) != DXB_OK) {
-        return false;
+    dxb_audit_report_t rep;
+    msgpack_packer pk;
+    char msg[512] = "ok";
+    dxb_err_t err = dxb_store_begin(srv->store, false, &txn);
+    if (!err) {
+        err = brk_auditcp_check(srv, txn, &rep);
     }
-    dxb_err_t err = dxb_audit_verify(txn, srv->queue->auditdb, &count, &bad);
     dxb_store_abort(&txn);
-    if (err == DXB_EINTEGRITY) {
-        snprintf(msg, cap, "audit chain broken at record %llu (%llu records before it verify)",
-                 (unsigned long long)bad, (unsigned long long)count);
-        dxb_log_error("BRK-AUDITBROKEN", "%s", msg);
-        return true;
+    if (err && err != DXB_EINTEGRITY) {
+        s_reply_error(srv, err, dxb_strerror(err));
+        return;
     }
-    return false;
+    if (err) {
+        s_audit_verify_message(&rep, msg, sizeof(msg));
+        dxb_log_error("BRK-AUDITBROKEN", "%s", msg);
+    }
+    msgpack_sbuffer_clear(&srv->sbuf);
+    if (dxb_msg_enc_admin_rep_begin(&srv->sbuf, &pk, dxb_err_to_wire(err), msg) != DXB_OK) {
+        return;
+    }
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 10);
+    s_bool(&pk, "ok", err == DXB_OK);
+    s_u64(&pk, "records", rep.records);
+    s_u64(&pk, "head_seq", rep.head_seq);
+    s_u64(&pk, "first_bad_seq", rep.bad_seq);
+    s_str(&pk, "reason", dxb_audit_fault_name(rep.fault));
+    s_u64(&pk, "checkpoints", rep.checkpoints);
+    s_u64(&pk, "checkpoints_ok", rep.checkpoints_ok);
+    s_u64(&pk, "last_checkpoint_seq", rep.last_cp_seq);
+    s_u64(&pk, "last_checkpoint_ms", rep.last_cp_ms);
+    s_u64(&pk, "bad_checkpoint_seq", rep.bad_cp_seq);
+}
+
+/* One exported record: the fields an auditor needs to recompute the chain. */
+static void
+s_audit_export_row(msgpack_packer *pk, uint64_t seq, const MDB_val *v)
+{
+    const uint8_t *val = v->mv_data;
+    bool whole = v->mv_size >= 64;
+    const uint8_t *text = whole ? val + 64 : val;
+    size_t len = whole ? v->mv_size - 64 : v->mv_size;
+    brk_auditrec_t rec;
+    char iso[40], hash[65] = "", prev[65] = "";
+    s_audit_split(whole ? text : NULL, whole ? len : 0, &rec);
+    bool raw = !whole || !s_text_rebuilds(text, len, &rec);
+    if (whole) {
+        dxb_hex_encode(val, 32, hash);
+        dxb_hex_encode(val + 32, 32, prev);
+    }
+    s_iso_time(rec.time_ms, iso, sizeof(iso));
+    msgpack_pack_map(pk, raw ? 11 : 10);
+    s_u64(pk, "seq", seq);
+    s_str(pk, "time", iso);
+    s_u64(pk, "time_ms", rec.time_ms);
+    s_str(pk, "actor", rec.f[1]);
+    s_str(pk, "action", rec.f[2]);
+    s_str(pk, "object", rec.f[3]);
+    s_str(pk, "result", rec.f[4]);
+    s_str(pk, "detail", rec.f[5]);
+    s_str(pk, "hash", hash);
+    s_str(pk, "prev_hash", prev);
+    if (raw) {
+        char *hex = malloc(2 * len + 1);
+        if (hex != NULL) {
+            dxb_hex_encode(text, len, hex);
+        }
+        s_str(pk, "raw_hex", hex != NULL ? hex : "");
+        free(hex);
+    }
+}
+
+/* audit.export [since_ms [until_ms [from_seq [limit]]]]: one page of the
+ * records with seq >= from_seq and since_ms <= time_ms < until_ms (until_ms
+ * 0: no end), in seq order. The reply message is "next=SEQ" when the page
+ * stopped before the end of the log (limit rows, AUDIT_EXPORT_MAX_BYTES, or
+ * AUDIT_EXPORT_SCAN_MAX records looked at: the loop must not pause long),
+ * "end" when it reached the end. */
+static void
+s_audit_export(brk_server_t *srv, const dxb_frame_t *f)
+{
+    uint64_t a[4] = {0, 0, 1, AUDIT_EXPORT_DEFAULT}; /* since, until, from, limit */
+    for (uint16_t i = 0; i < f->u.admin_req.n_args; i++) {
+        if (i >= 4 || !s_parse_u64(f->u.admin_req.args[i], &a[i])) {
+            s_reply_error(srv, DXB_EINVAL,
+                          "audit.export takes up to four decimal numbers: since_ms until_ms "
+                          "from_seq limit");
+            return;
+        }
+    }
+    if (a[3] == 0 || a[3] > AUDIT_EXPORT_MAX) {
+        s_reply_error(srv, DXB_EINVAL, "audit.export limit must be 1..100000");
+        return;
+    }
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    dxb_err_t err = dxb_store_begin(srv->store, false, &txn);
+    if (err) {
+        s_reply_error(srv, err, dxb_strerror(err));
+        return;
+    }
+    brk_rows_t r = {.limit = (uint32_t)a[3]};
+    msgpack_sbuffer_init(&r.rows);
+    msgpack_packer_init(&r.pk, &r.rows, msgpack_sbuffer_write);
+    uint64_t scanned = 0, next = 0;
+    uint8_t key[8];
+    dxb_be64_put(key, a[2]);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_cursor_open(txn, srv->queue->auditdb, &cur);
+    for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8) {
+            continue; /* not a record of ours; verify names it */
+        }
+        uint64_t seq = dxb_be64_get(k.mv_data);
+        if (r.n >= r.limit || r.rows.size >= AUDIT_EXPORT_MAX_BYTES ||
+            scanned >= AUDIT_EXPORT_SCAN_MAX) {
+            next = seq;
+            break;
+        }
+        scanned++;
+        uint64_t t = v.mv_size >= 64
+                         ? dxb_audit_text_time((const uint8_t *)v.mv_data + 64, v.mv_size - 64)
+                         : 0;
+        if (t < a[0] || (a[1] != 0 && t >= a[1])) {
+            continue;
+        }
+        s_audit_export_row(&r.pk, seq, &v);
+        r.n++;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    dxb_store_abort(&txn);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        err = dxb_store_err(rc, "audit export");
+        s_reply_error(srv, err, dxb_strerror(err));
+    } else {
+        char msg[40] = "end";
+        msgpack_packer pk;
+        if (next != 0) {
+            snprintf(msg, sizeof(msg), "next=%llu", (unsigned long long)next);
+        }
+        msgpack_sbuffer_clear(&srv->sbuf);
+        if (dxb_msg_enc_admin_rep_begin(&srv->sbuf, &pk, 0, msg) == DXB_OK) {
+            s_emit_rows(&pk, &srv->sbuf, &r);
+        }
+    }
+    msgpack_sbuffer_destroy(&r.rows);
+}
+
+/* audit.checkpoints row: what an auditor needs to check the signature. */
+static bool
+s_audit_cp_visit(void *arg, const dxb_audit_cp_t *cp, bool valid)
+{
+    brk_rows_t *r = arg;
+    char iso[40], hash[65], sig[129], signer[DXB_Z85_KEY_LEN + 1];
+    s_iso_time(cp->time_ms, iso, sizeof(iso));
+    dxb_hex_encode(cp->hash, 32, hash);
+    dxb_hex_encode(cp->sig, 64, sig);
+    dxb_keys_z85(cp->signer_pk, signer);
+    msgpack_pack_map(&r->pk, 7);
+    s_u64(&r->pk, "seq", cp->seq);
+    s_str(&r->pk, "time", iso);
+    s_u64(&r->pk, "time_ms", cp->time_ms);
+    s_str(&r->pk, "hash", hash);
+    s_str(&r->pk, "signer", signer);
+    s_str(&r->pk, "sig", sig);
+    s_bool(&r->pk, "valid", valid);
+    r->n++;
+    return true;
 }
 
 static void
@@ -454,14 +720,66 @@ s_query(brk_server_t *srv, const dxb_frame_t *f, msgpack_packer *pk)
         } else {
             s_cmd_audit_tail(srv, pk, txn, n);
         }
-    } else if (strcmp(cmd, "audit.verify") == 0) {
-        s_cmd_audit_verify(srv, pk, txn);
+    } else if (strcmp(cmd, "audit.checkpoints") == 0) {
+        n = AUDIT_CHECKPOINTS_DEFAULT;
+        if (arg0 != NULL && (!s_parse_u64(arg0, &n) || n == 0 || n > AUDIT_EXPORT_MAX)) {
+            err = DXB_EINVAL;
+        } else {
+            err = brk_auditcp_scan_last(srv, txn, n, s_audit_cp_visit, &r);
+            s_emit_rows(pk, &srv->sbuf, &r);
+        }
     } else {
         err = DXB_ETYPE;
     }
     msgpack_sbuffer_destroy(&r.rows);
     dxb_store_abort(&txn);
     return err;
+}
+
+/* Governance operations (PROTOCOL.md 10) run as the operator; changes
+ * commit with their audit records before the answer leaves. */
+static void
+s_gov(brk_server_t *srv, const dxb_frame_t *f)
+{
+    const char *cmd = f->u.admin_req.command;
+    const char *args[DXB_MAX_ADMIN_ARGS];
+    for (uint16_t i = 0; i < f->u.admin_req.n_args; i++) {
+        args[i] = f->u.admin_req.args[i];
+    }
+    bool writes = brk_gov_op_writes(cmd);
+    MDB_txn *txn = NULL;
+    dxb_err_t err = dxb_store_begin(srv->store, writes, &txn);
+    if (err) {
+        s_reply_error(srv, err, dxb_strerror(err));
+        return;
+    }
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init(&rows);
+    msgpack_packer rpk;
+    msgpack_packer_init(&rpk, &rows, msgpack_sbuffer_write);
+    uint16_t code = 0;
+    char text[512] = "";
+    bool wrote = false;
+    err = brk_gov_request(&srv->gov, txn, NULL, cmd, args, f->u.admin_req.n_args, &rpk, &code,
+                          text, sizeof(text), &wrote);
+    if (!err && wrote && code == 0) {
+        err = dxb_store_commit(srv->store, &txn);
+    }
+    dxb_store_abort(&txn);
+    dxb_audit_settle(&srv->queue->audit, !err && wrote && code == 0);
+    if (err) {
+        s_reply_error(srv, err, dxb_strerror(err));
+    } else {
+        msgpack_packer pk;
+        msgpack_sbuffer_clear(&srv->sbuf);
+        if (dxb_msg_enc_admin_rep_begin(&srv->sbuf, &pk, code, text) == DXB_OK) {
+            msgpack_sbuffer_write(&srv->sbuf, rows.data, rows.size);
+        }
+        if (wrote && code == 0) {
+            brk_server_gov_changed(srv);
+        }
+    }
+    msgpack_sbuffer_destroy(&rows);
 }
 
 void
@@ -482,6 +800,10 @@ brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len)
     }
     const char *cmd = f.u.admin_req.command;
     msgpack_packer pk;
+    if (brk_gov_op_known(cmd)) {
+        s_gov(srv, &f);
+        return;
+    }
     if (strcmp(cmd, "dlq.retry") == 0 || strcmp(cmd, "dlq.drop") == 0) {
         uint64_t done = 0;
         if (f.u.admin_req.n_args != 1) {
@@ -507,8 +829,12 @@ brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len)
                        f.u.admin_req.args[0], (unsigned long long)done);
         return;
     }
-    if (strcmp(cmd, "audit.verify") == 0 && s_audit_broken(srv, detail, sizeof(detail))) {
-        s_reply_error(srv, DXB_EINTEGRITY, detail);
+    if (strcmp(cmd, "audit.verify") == 0) {
+        s_audit_verify(srv);
+        return;
+    }
+    if (strcmp(cmd, "audit.export") == 0) {
+        s_audit_export(srv, &f);
         return;
     }
     msgpack_sbuffer_clear(&srv->sbuf);

@@ -37,6 +37,9 @@ s_defaults(brk_cfg_t *c)
     c->max_message_bytes = 16u << 20;
     c->max_frame_bytes = 64u << 20;
     c->default_window = 256;
+    c->audit_checkpoint_s = 300;
+    c->audit_checkpoint_records = 10000;
+    c->gov_enforce = true;
 }
 
 static void
@@ -197,6 +200,24 @@ s_load_sections(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *root, brk_cfg_t *c,
                                    "at least 64KiB (envelope headers)");
         }
         dxb_yaml_check_unused(doc, l);
+    }
+    const dxb_yaml_node_t *gv = dxb_yaml_get(root, "governance");
+    if (dxb_yaml_expect_map(doc, gv, "governance", false) && gv != NULL) {
+        dxb_yaml_get_bool(doc, gv, "enforce", &c->gov_enforce, false);
+        dxb_yaml_check_unused(doc, gv);
+    }
+    const dxb_yaml_node_t *au = dxb_yaml_get(root, "audit");
+    if (dxb_yaml_expect_map(doc, au, "audit", false) && au != NULL) {
+        uint64_t every_s = c->audit_checkpoint_s;
+        dxb_yaml_get_u64(doc, au, "checkpoint_s", &every_s, 0, 86400, false);
+        dxb_yaml_get_u64(doc, au, "checkpoint_records", &c->audit_checkpoint_records, 0,
+                         100000000, false);
+        c->audit_checkpoint_s = (uint32_t)every_s;
+        if (c->audit_checkpoint_s == 0 && c->audit_checkpoint_records == 0) {
+            dxb_yaml_error(doc, au, "audit.checkpoint_s and audit.checkpoint_records cannot "
+                                    "both be 0 (the audit log would never be signed)");
+        }
+        dxb_yaml_check_unused(doc, au);
     }
     s_load_nodes(doc, dxb_yaml_get(root, "nodes"), c, cfg_dir);
 }

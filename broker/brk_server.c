@@ -463,6 +463,7 @@ s_on_hello(brk_server_t *srv, MDB_txn *txn, brk_item_t *it)
         s_send_sess(srv, s);
     }
     s_send_directory(srv, s);
+    s->gov_dirty = srv->cfg.gov_enforce; /* its governance view follows on the next tick */
     dxb_log_info("BRK-CONNECT", "node connected node=%s window=%u epoch=%llu", s->cfg.id,
                  window, (unsigned long long)s->epoch);
     return dxb_audit_append(&srv->queue->audit, txn, s->cfg.id, "connect", s->cfg.id, "ok",
@@ -637,6 +638,9 @@ s_on_publish(brk_server_t *srv, MDB_txn *txn, brk_item_t *it, uint64_t now)
             r->code = DXB_W_EAGAIN;
             continue;
         }
+        if (r->code == DXB_W_OK && srv->cfg.gov_enforce) {
+            r->code = brk_gov_check(&srv->gov, txn, &env, rcpt, n, &why);
+        }
         if (r->code != DXB_W_ESPOOF) {
             serr = brk_queue_seq_note(srv->queue, txn, s->cfg.id, env.hdr.dataset, env.hdr.seq);
             if (serr) {
@@ -722,6 +726,158 @@ s_on_light(brk_server_t *srv, brk_item_t *it)
     default:
         break;
     }
+}
+
+/* ---- governance frames (PROTOCOL.md section 10) ------------------------- */
+
+/* Converts a CATALOG frame into entries for brk_gov_declare. */
+static size_t
+s_catalog_entries(dxb_iter_t it, brk_catentry_t *out, size_t cap)
+{
+    size_t n = 0;
+    dxb_catentry_t ce;
+    while (n < cap && dxb_msg_next_catentry(&it, &ce)) {
+        brk_catentry_t *e = &out[n++];
+        memset(e, 0, sizeof(*e));
+        dxb_strlcpy(e->dataset, ce.dataset, sizeof(e->dataset));
+        snprintf(e->title, sizeof(e->title), "%.*s", (int)ce.title.len, ce.title.ptr);
+        snprintf(e->description, sizeof(e->description), "%.*s", (int)ce.description.len,
+                 ce.description.ptr);
+        snprintf(e->frequency, sizeof(e->frequency), "%.*s", (int)ce.frequency.len,
+                 ce.frequency.ptr);
+        dxb_strlcpy(e->region, ce.region, sizeof(e->region));
+        e->level = ce.level;
+        e->share = ce.share;
+        dxb_catfield_t cf;
+        while (e->n_fields < BRK_GOV_MAX_FIELDS && dxb_msg_next_catfield(&ce.fields, &cf)) {
+            brk_catfield_t *f = &e->fields[e->n_fields++];
+            snprintf(f->name, sizeof(f->name), "%.*s", (int)cf.name.len, cf.name.ptr);
+            snprintf(f->type, sizeof(f->type), "%.*s", (int)cf.type.len, cf.type.ptr);
+            f->sensitivity = cf.sensitivity;
+        }
+    }
+    return n;
+}
+
+static void
+s_gov_reply(brk_server_t *srv, brk_item_t *it, uint32_t req, uint16_t code, const char *text,
+            const msgpack_sbuffer *rows)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(&srv->sbuf);
+    if (dxb_msg_enc_gov_rep_begin(&srv->sbuf, &pk, req, code, text) != DXB_OK) {
+        return;
+    }
+    if (rows != NULL && rows->size > 0) {
+        msgpack_sbuffer_write(&srv->sbuf, rows->data, rows->size);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    int e;
+    s_send_to(srv, srv->router, it->rid, it->rid_len, &e);
+}
+
+/* GOV_REQ and CATALOG from an agent: run as that node, in their own write
+ * transaction, committed (with their audit records) before the answer. */
+static void
+s_on_gov(brk_server_t *srv, brk_item_t *it)
+{
+    static brk_catentry_t entries[64];
+    brk_sess_t *s = it->sess;
+    const dxb_frame_t *f = &it->frame;
+    bool is_req = f->type == DXB_T_GOV_REQ;
+    uint32_t req = is_req ? f->u.gov_req.req : 0;
+    char args_buf[DXB_MAX_GOV_ARGS][DXB_MAX_GOV_ARG + 1];
+    const char *args[DXB_MAX_GOV_ARGS];
+    uint16_t n_args = is_req ? f->u.gov_req.n_args : 0;
+    for (uint16_t i = 0; i < n_args; i++) {
+        snprintf(args_buf[i], sizeof(args_buf[i]), "%.*s", (int)f->u.gov_req.args[i].len,
+                 (const char *)f->u.gov_req.args[i].ptr);
+        args[i] = args_buf[i];
+    }
+    bool writes = !is_req || brk_gov_op_writes(f->u.gov_req.op);
+    MDB_txn *txn = NULL;
+    dxb_err_t err = dxb_store_begin(srv->store, writes, &txn);
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init(&rows);
+    msgpack_packer rpk;
+    msgpack_packer_init(&rpk, &rows, msgpack_sbuffer_write);
+    uint16_t code = 0;
+    char text[512] = "ok";
+    bool wrote = false;
+    if (!err && is_req) {
+        err = brk_gov_request(&srv->gov, txn, s->cfg.id, f->u.gov_req.op, args, n_args, &rpk,
+                              &code, text, sizeof(text), &wrote);
+    } else if (!err) {
+        size_t n = s_catalog_entries(f->u.catalog.entries, entries, 64);
+        size_t changed = 0, refused = 0;
+        if (f->u.catalog.entries.left > 64) {
+            code = DXB_W_ETOOBIG;
+            snprintf(text, sizeof(text), "at most 64 datasets per node in this version");
+        } else {
+            err = brk_gov_declare(&srv->gov, txn, s->cfg.id, entries, n, &changed, &refused);
+            wrote = changed + refused > 0;
+            code = refused ? DXB_W_EDENIED : DXB_W_OK;
+            snprintf(text, sizeof(text), "catalog: %zu declared, %zu changed, %zu refused", n,
+                     changed, refused);
+        }
+    }
+    if (!err && wrote) {
+        err = dxb_store_commit(srv->store, &txn);
+    }
+    dxb_store_abort(&txn);
+    dxb_audit_settle(&srv->queue->audit, !err && wrote);
+    if (err) {
+        code = dxb_err_to_wire(err);
+        snprintf(text, sizeof(text), "not done: %s", dxb_strerror(err));
+        msgpack_sbuffer_clear(&rows);
+    }
+    s_gov_reply(srv, it, req, code, text, code == 0 && is_req ? &rows : NULL);
+    msgpack_sbuffer_destroy(&rows);
+    if (!err && wrote) {
+        brk_server_gov_changed(srv);
+    }
+}
+
+/* Sends a node its view of the governance state: the catalog, and the
+ * grants, demands and objections it is a party to (PROTOCOL.md 10.4). */
+static void
+s_send_gov_state(brk_server_t *srv, brk_sess_t *s)
+{
+    static const struct {
+        const char *what, *op;
+    } views[] = {{"catalog", "catalog.list"},
+                 {"grants", "grant.list"},
+                 {"demands", "demand.list"},
+                 {"objections", "objection.list"}};
+    MDB_txn *txn = NULL;
+    if (dxb_store_begin(srv->store, false, &txn) != DXB_OK) {
+        return;
+    }
+    s->gov_dirty = false;
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init(&rows);
+    for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+        msgpack_packer rpk, pk;
+        msgpack_sbuffer_clear(&rows);
+        msgpack_packer_init(&rpk, &rows, msgpack_sbuffer_write);
+        uint16_t code = 0;
+        char text[256];
+        bool wrote = false;
+        const char *actor = strcmp(views[i].what, "catalog") == 0 ? NULL : s->cfg.id;
+        if (brk_gov_request(&srv->gov, txn, actor, views[i].op, NULL, 0, &rpk, &code, text,
+                            sizeof(text), &wrote) != DXB_OK ||
+            code != 0) {
+            continue;
+        }
+        msgpack_sbuffer_clear(&srv->sbuf);
+        if (dxb_msg_enc_gov_state_begin(&srv->sbuf, &pk, views[i].what) == DXB_OK) {
+            msgpack_sbuffer_write(&srv->sbuf, rows.data, rows.size);
+            s_send_sess(srv, s);
+        }
+    }
+    msgpack_sbuffer_destroy(&rows);
+    dxb_store_abort(&txn);
 }
 
 /* Refuses a frame that failed authentication or decoding. */
@@ -938,6 +1094,8 @@ s_on_router(zloop_t *loop, zmq_pollitem_t *pi, void *arg)
             it->err = DXB_EAUTH;
         } else if (t == DXB_T_PING || t == DXB_T_CREDIT || t == DXB_T_BYE) {
             s_on_light(srv, it);
+        } else if (t == DXB_T_GOV_REQ || t == DXB_T_CATALOG) {
+            s_on_gov(srv, it);
         } else if (t != DXB_T_HELLO && t != DXB_T_PUBLISH && t != DXB_T_DACK) {
             it->err = DXB_ETYPE;
             snprintf(it->detail, sizeof(it->detail), "message type %u not accepted from agents",
@@ -1165,6 +1323,14 @@ s_pump(brk_server_t *srv, brk_sess_t *s)
 }
 
 void
+brk_server_gov_changed(brk_server_t *srv)
+{
+    for (size_t i = 0; i < srv->n_sess; i++) {
+        srv->sess[i]->gov_dirty = srv->cfg.gov_enforce;
+    }
+}
+
+void
 brk_server_pump_all(brk_server_t *srv)
 {
     for (size_t i = 0; i < srv->n_sess; i++) {
@@ -1225,6 +1391,9 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
             s_requeue_now(srv, s);
         }
         s->blocked = false;
+        if (s->gov_dirty) {
+            s_send_gov_state(srv, s);
+        }
         s_pump(srv, s);
     }
     if (now - last_sweep >= 1000) {
@@ -1392,10 +1561,13 @@ s_open_store(brk_server_t *srv)
     dxb_store_opts_t o = {.dir = dir,
                           .map_size_bytes = srv->cfg.map_size_bytes,
                           .durable = srv->cfg.durable,
-                          .max_dbs = 16};
+                          .max_dbs = 32};
     dxb_err_t err = dxb_store_open(&srv->store, &o);
     if (!err) {
         err = brk_queue_open(&srv->queue, srv->store);
+    }
+    if (!err) {
+        err = brk_gov_open(&srv->gov, srv);
     }
     return err;
 }

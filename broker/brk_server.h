@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "broker/brk_cfg.h"
+#include "broker/brk_gov.h"
 #include "broker/brk_queue.h"
 #include "common/dxb_keys.h"
 #include "common/dxb_store.h"
@@ -46,6 +47,7 @@ typedef struct {
     uint32_t if_bulk;         /* in-flight pieces of chunked transfers */
     bool blocked;             /* last send hit EAGAIN: wait for the next tick */
     bool dirty;               /* queue or window changed: pump on next chance */
+    bool gov_dirty;           /* governance state changed: send GOV_STATE */
     uint64_t n_published, n_delivered, n_refused;
 } brk_sess_t;
 
@@ -65,6 +67,7 @@ typedef struct brk_server {
     void *admin;              /* owned: operators */
     dxb_store_t *store;       /* owned */
     brk_queue_t *queue;       /* owned */
+    brk_gov_t gov;            /* catalog, demands, grants, objections (same store) */
     brk_sess_t **sess;        /* owned array of owned sessions */
     size_t n_sess;
     zhashx_t *by_key;         /* box_z85 -> brk_sess_t* (borrowed) */
@@ -81,6 +84,9 @@ typedef struct brk_server {
  * Opens the store, binds sockets. Errors are logged where they happen. */
 dxb_err_t brk_server_new(brk_server_t **out, brk_cfg_t *cfg, const char *cfg_path,
                          int sigfd) DXB_MUST_CHECK;
+/* Governance state changed (demand, grant, objection, catalog): every
+ * connected node gets its view again (PROTOCOL.md 10.4). */
+void brk_server_gov_changed(brk_server_t *srv);
 /* Runs the loop until SIGTERM/SIGINT. */
 dxb_err_t brk_server_run(brk_server_t *srv) DXB_MUST_CHECK;
 void brk_server_destroy(brk_server_t **srv_p);

@@ -16,18 +16,29 @@
  *   dropped: it was not acknowledged, so the agent sends it again on the next
  *   subscribe.
  *
- * The library is self-contained (codec, error names, util); it never touches
- * keys or stores. Thread context: one thread per client.
+ * - While dxb_client_publish_stream runs, every result for the stream's
+ *   request id (one per BEGIN, DATA and END frame, in order) is counted in
+ *   the client's stream state instead of a slot; the first refusal is kept.
+ *   The stream sends DATA only while fewer than CLIENT_STREAM_WINDOW are
+ *   unanswered: that is the flow control that bounds memory on both sides.
+ *
+ * The library is self-contained (codec, error names, util; libsodium for the
+ * stream's BLAKE2b); it never touches keys or stores. Thread context: one
+ * thread per client.
  */
 #include "client/dxb_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/dxb_util.h"
@@ -47,6 +58,11 @@
 #define CLIENT_ACK_SEND_MS 1000
 /* How long unsent frames may hold up dxb_client_destroy(). */
 #define CLIENT_LINGER_MS 200
+/* Stream data per API_STREAM_DATA frame, and frames sent but unanswered. */
+#define CLIENT_STREAM_CHUNK ((size_t)1024 * 1024)
+#define CLIENT_STREAM_WINDOW 4
+/* How long the frame that abandons a failed stream may wait to be sent. */
+#define CLIENT_ABANDON_SEND_MS 1000
 
 typedef enum {
     CLIENT_SLOT_FREE = 0, /* no request uses the slot (or its caller gave up) */
@@ -86,6 +102,13 @@ struct dxb_client {
     size_t n_queued;       /* messages parked, <= CLIENT_MAX_QUEUED */
     size_t queued_bytes;   /* payload bytes parked, <= CLIENT_MAX_QUEUED_BYTES */
     char last_error[DXB_MAX_TEXT + 1]; /* "" when none */
+    /* The stream dxb_client_publish_stream is sending, if any. */
+    uint32_t stream_req;      /* its request id (its slot is held); 0 when none */
+    uint32_t stream_answers;  /* results that arrived for it and are not yet taken */
+    uint16_t stream_code;     /* wire code of its first refusal; DXB_W_OK while none */
+    bool stream_has_id;       /* the last OK result carried a 16-byte id (END) */
+    uint8_t stream_id[DXB_MSGID_BYTES];
+    char stream_text[DXB_MAX_TEXT + 1]; /* the agent's text of the first refusal */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -246,11 +269,38 @@ s_free_slot(dxb_client_t *c, client_slot_t *slot)
 
 /* Files one API_RESULT under its request. A result for no open request (late
  * answer after the caller gave up, or a confused agent) is dropped. */
+/* Counts one result of the open stream; keeps the first refusal. */
+static void
+s_store_stream_result(dxb_client_t *c, const dxb_frame_t *f)
+{
+    const dxb_bytes_t *text = &f->u.api_result.text;
+
+    c->stream_answers++;
+    if (c->stream_code != DXB_W_OK) {
+        return;
+    }
+    c->stream_code = f->u.api_result.code;
+    c->stream_has_id = f->u.api_result.msg_id.len == DXB_MSGID_BYTES;
+    if (c->stream_has_id) {
+        memcpy(c->stream_id, f->u.api_result.msg_id.ptr, DXB_MSGID_BYTES);
+    }
+    if (c->stream_code != DXB_W_OK) {
+        /* The codec bounds text to DXB_MAX_TEXT bytes. */
+        memcpy(c->stream_text, text->ptr, text->len);
+        c->stream_text[text->len] = '\0';
+    }
+}
+
 static void
 s_store_result(dxb_client_t *c, const dxb_frame_t *f)
 {
     client_slot_t *slot = s_slot(c, f->u.api_result.req);
     const dxb_bytes_t *text = &f->u.api_result.text;
+
+    if (c->stream_req != 0 && f->u.api_result.req == c->stream_req) {
+        s_store_stream_result(c, f);
+        return;
+    }
 
     if (slot->state != CLIENT_SLOT_SENT || slot->req != f->u.api_result.req) {
         return;
@@ -648,6 +698,285 @@ dxb_client_publish_file(dxb_client_t *c, const char *dataset, const char *const 
     rc = dxb_client_publish(c, &p, msg_id_out, timeout_ms);
 out:
     free(data);
+    return rc;
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+/* Waits for the next result of the open stream and takes it. Returns the
+ * stream's first refusal (the agent's text in last_error) or DXB_OK.
+ * Errors: also DXB_ETIMEOUT, DXB_EIO. */
+static dxb_err_t
+s_stream_wait(dxb_client_t *c, int timeout_ms)
+{
+    uint64_t deadline_ms = s_deadline(timeout_ms);
+
+    while (c->stream_answers == 0) {
+        dxb_err_t rc = s_recv_one(c, deadline_ms);
+
+        if (rc == DXB_ETIMEOUT) {
+            s_set_error(c, "no answer from the agent within %d ms (is dxb-agent running?)",
+                        timeout_ms);
+        }
+        if (rc != DXB_OK) {
+            return rc;
+        }
+    }
+    c->stream_answers--;
+    if (c->stream_code != DXB_W_OK) {
+        dxb_err_t rc = dxb_err_from_wire(c->stream_code);
+
+        s_set_error(c, "%s", c->stream_text[0] != '\0' ? c->stream_text : dxb_strerror(rc));
+        return rc;
+    }
+    return DXB_OK;
+}
+
+/* Sends one frame of the stream (already encoded in c->sbuf, or rc says why
+ * not). Errors: the encoder's, and s_send_frame's. */
+static dxb_err_t
+s_stream_send(dxb_client_t *c, dxb_err_t rc, int timeout_ms)
+{
+    if (rc != DXB_OK) {
+        msgpack_sbuffer_clear(&c->sbuf);
+        s_set_error(c, "cannot encode a stream frame: %s", dxb_strerror(rc));
+        return rc;
+    }
+    return s_send_frame(c, s_deadline(timeout_ms));
+}
+
+/* Ends a stream that cannot be finished with an END whose hash cannot match,
+ * so that the agent drops what it received now rather than when the stream
+ * times out. Best effort: its answer is not awaited. */
+static void
+s_stream_abandon(dxb_client_t *c, crypto_generichash_state *h)
+{
+    uint8_t hash[DXB_HASH_BYTES];
+    char saved[sizeof(c->last_error)];
+
+    crypto_generichash_final(h, hash, sizeof(hash));
+    hash[0] ^= 0xff;
+    memcpy(saved, c->last_error, sizeof(saved)); /* the caller's error stays */
+    if (dxb_msg_enc_api_stream_end(&c->sbuf, c->stream_req, hash) == DXB_OK) {
+        (void)s_send_frame(c, s_deadline(CLIENT_ABANDON_SEND_MS));
+    }
+    msgpack_sbuffer_clear(&c->sbuf);
+    memcpy(c->last_error, saved, sizeof(saved));
+}
+
+/* Reads the next piece of the source into buf: 1..cap bytes.
+ * Errors: DXB_EIO (read error, or more than asked), DXB_EINTEGRITY (the
+ * source ended early). */
+static dxb_err_t
+s_stream_read(dxb_client_t *c, dxb_client_read_fn read_fn, void *arg, uint8_t *buf, size_t cap,
+              uint64_t sent, uint64_t size, size_t *len_out)
+{
+    long n = read_fn(arg, buf, cap);
+
+    if (n < 0 || (unsigned long)n > cap) {
+        s_set_error(c, "the stream's source failed after %llu of %llu bytes",
+                    (unsigned long long)sent, (unsigned long long)size);
+        return DXB_EIO;
+    }
+    if (n == 0) {
+        s_set_error(c, "the stream's source ended after %llu of the %llu bytes declared",
+                    (unsigned long long)sent, (unsigned long long)size);
+        return DXB_EINTEGRITY;
+    }
+    *len_out = (size_t)n;
+    return DXB_OK;
+}
+
+/* Sends every DATA frame of the stream, at most CLIENT_STREAM_WINDOW
+ * unanswered, and waits for all their answers. buf holds CLIENT_STREAM_CHUNK
+ * bytes. */
+static dxb_err_t
+s_stream_data(dxb_client_t *c, uint64_t size, dxb_client_read_fn read_fn, void *arg, uint8_t *buf,
+              crypto_generichash_state *h, int timeout_ms)
+{
+    uint64_t sent = 0;
+    unsigned unanswered = 0;
+    dxb_err_t rc = DXB_OK;
+
+    while (rc == DXB_OK && (sent < size || unanswered > 0)) {
+        if (sent < size && unanswered < CLIENT_STREAM_WINDOW) {
+            uint64_t left = size - sent;
+            size_t len = 0;
+
+            rc = s_stream_read(c, read_fn, arg, buf, left < CLIENT_STREAM_CHUNK ? left
+                                                                               : CLIENT_STREAM_CHUNK,
+                               sent, size, &len);
+            if (rc != DXB_OK) {
+                break;
+            }
+            crypto_generichash_update(h, buf, len);
+            rc = s_stream_send(c,
+                               dxb_msg_enc_api_stream_data(&c->sbuf, c->stream_req, sent,
+                                                           (dxb_bytes_t){buf, len}),
+                               timeout_ms);
+            sent += len;
+            unanswered++;
+            continue;
+        }
+        rc = s_stream_wait(c, timeout_ms);
+        unanswered--;
+    }
+    if (rc == DXB_OK) {
+        /* Exactly size bytes: a source with more (a file that grew) would
+         * otherwise arrive cut short without anyone noticing. */
+        uint8_t probe;
+        long n = read_fn(arg, &probe, 1);
+
+        if (n != 0) {
+            s_set_error(c, n > 0 ? "the stream's source has more than the %llu bytes declared"
+                                 : "the stream's source failed at its end (%llu bytes)",
+                        (unsigned long long)size);
+            rc = n > 0 ? DXB_EINTEGRITY : DXB_EIO;
+        }
+    }
+    return rc;
+}
+
+dxb_err_t
+dxb_client_publish_stream(dxb_client_t *c, const char *dataset, const char *const *recipients,
+                          size_t n, const char *name, uint64_t size, uint32_t ttl_s,
+                          dxb_client_read_fn read_fn, void *arg, uint8_t *xfer_id_out,
+                          int timeout_ms)
+{
+    crypto_generichash_state h;
+    uint8_t hash[DXB_HASH_BYTES];
+    uint8_t *buf = NULL;
+    uint32_t req = 0;
+    bool begun = false; /* the agent may hold a stream for req */
+    dxb_err_t rc;
+
+    if (dataset == NULL || recipients == NULL || n == 0 || n > DXB_MAX_RECIPIENTS ||
+        name == NULL || read_fn == NULL) {
+        s_set_error(c, "a stream needs a dataset, 1..%d recipients, a name and a source",
+                    DXB_MAX_RECIPIENTS);
+        return DXB_EINVAL;
+    }
+    if (!dxb_filename_safe(name, strlen(name))) {
+        s_set_error(c, "unsafe file name '%s' (1-200 bytes, no '/' or control bytes, not "
+                       "starting with '.')", name);
+        return DXB_EINVAL;
+    }
+    if (sodium_init() < 0) {
+        s_set_error(c, "libsodium failed to initialise");
+        return DXB_EINTERNAL;
+    }
+    rc = s_next_req(c, &req);
+    if (rc != DXB_OK) {
+        return rc;
+    }
+    buf = malloc(CLIENT_STREAM_CHUNK);
+    if (buf == NULL) {
+        s_set_error(c, "no memory for the stream buffer");
+        return DXB_ENOMEM;
+    }
+    crypto_generichash_init(&h, NULL, 0, sizeof(hash));
+    c->stream_answers = 0;
+    c->stream_code = DXB_W_OK;
+    c->stream_has_id = false;
+    c->stream_text[0] = '\0';
+    rc = s_stream_send(c,
+                       dxb_msg_enc_api_stream_begin(&c->sbuf, req, dataset, recipients,
+                                                    (uint16_t)n,
+                                                    (dxb_bytes_t){(const uint8_t *)name,
+                                                                  strlen(name)},
+                                                    size, ttl_s),
+                       timeout_ms);
+    if (rc != DXB_OK) {
+        goto out_free;
+    }
+    /* From here on every result for req is the stream's (s_store_result). */
+    s_open_slot(c, req, false);
+    c->stream_req = req;
+    begun = true; /* unless refused: a BEGIN that timed out may still open it */
+    rc = s_stream_wait(c, timeout_ms);
+    if (rc != DXB_OK) {
+        goto out_close;
+    }
+    rc = s_stream_data(c, size, read_fn, arg, buf, &h, timeout_ms);
+    if (rc != DXB_OK) {
+        goto out_close;
+    }
+    crypto_generichash_final(&h, hash, sizeof(hash));
+    begun = false; /* END answered or not, the agent no longer holds the stream */
+    rc = s_stream_send(c, dxb_msg_enc_api_stream_end(&c->sbuf, req, hash), timeout_ms);
+    if (rc == DXB_OK) {
+        rc = s_stream_wait(c, timeout_ms);
+    }
+    if (rc == DXB_OK && !c->stream_has_id) {
+        s_set_error(c, "the agent accepted the stream without a transfer id");
+        rc = DXB_EINTERNAL;
+    }
+    if (rc == DXB_OK && xfer_id_out != NULL) {
+        memcpy(xfer_id_out, c->stream_id, DXB_MSGID_BYTES);
+    }
+out_close:
+    /* A refusal (of BEGIN or DATA) means the agent holds no stream; anything
+     * local (source, timeout) leaves one there. */
+    if (begun && c->stream_code == DXB_W_OK) {
+        s_stream_abandon(c, &h);
+    }
+    s_free_slot(c, s_slot(c, req));
+    c->stream_req = 0;
+out_free:
+    sodium_memzero(&h, sizeof(h));
+    free(buf);
+    return rc;
+}
+
+/* Source for dxb_client_publish_stream_file: a file descriptor. */
+static long
+s_read_fd(void *arg, uint8_t *buf, size_t cap)
+{
+    int fd = *(const int *)arg;
+
+    for (;;) {
+        ssize_t n = read(fd, buf, cap);
+
+        if (n >= 0 || errno != EINTR) {
+            return (long)n;
+        }
+    }
+}
+
+dxb_err_t
+dxb_client_publish_stream_file(dxb_client_t *c, const char *dataset,
+                               const char *const *recipients, size_t n, const char *path,
+                               const char *name, uint32_t ttl_s, uint8_t *xfer_id_out,
+                               int timeout_ms)
+{
+    const char *slash = path != NULL ? strrchr(path, '/') : NULL;
+    struct stat st;
+    dxb_err_t rc;
+    int fd;
+
+    if (path == NULL) {
+        s_set_error(c, "publish_stream_file needs a path");
+        return DXB_EINVAL;
+    }
+    if (name == NULL) {
+        name = slash != NULL ? slash + 1 : path;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+
+        s_set_error(c, "cannot open '%s': %s", path, strerror(err));
+        return err == ENOENT ? DXB_ENOTFOUND : DXB_EIO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        s_set_error(c, "'%s' is not a regular file", path);
+        rc = DXB_EINVAL;
+        goto out;
+    }
+    rc = dxb_client_publish_stream(c, dataset, recipients, n, name, (uint64_t)st.st_size, ttl_s,
+                                   s_read_fd, &fd, xfer_id_out, timeout_ms);
+out:
+    close(fd);
     return rc;
 }
 

@@ -5,6 +5,11 @@
  * thread (it owns one ZeroMQ DEALER socket). A publish is acknowledged only
  * after the agent committed the message to its durable outbox (PROTO-R10).
  *
+ * Files of any size go as a stream (dxb_client_publish_stream and
+ * dxb_client_publish_stream_file): 1 MiB frames, at most 4 unanswered, so
+ * memory stays a few MiB on both sides; the agent sends the file as a chunked
+ * transfer and answers with its transfer id once it holds it durably.
+ *
  * Errors are dxb_err_t codes; dxb_client_last_error() gives the agent's text
  * for the last failure (borrowed, valid until the next call).
  */
@@ -63,6 +68,46 @@ dxb_err_t dxb_client_publish_file(dxb_client_t *c, const char *dataset,
                                   const char *const *recipients, uint16_t n_recipients,
                                   const char *path, uint8_t *msg_id_out,
                                   int timeout_ms) DXB_MUST_CHECK;
+
+/* Source of a stream: copies up to cap bytes into buf and returns how many
+ * (1..cap), 0 at the end of the data, or < 0 on a read error. */
+typedef long (*dxb_client_read_fn)(void *arg, uint8_t *buf, size_t cap);
+
+/* Publishes `size` bytes read from read_fn(arg, ...) as one file called
+ * name to dataset for n recipients (1..256), whatever the size, with memory
+ * bounded by a few MiB (PROTOCOL.md section 9, API_STREAM_*). The data goes in 1 MiB
+ * frames, at most 4 unanswered; a BLAKE2b-256 of everything read travels at
+ * the end so that the agent can tell the stream arrived intact. Returns
+ * DXB_OK only after the agent committed the transfer (record and manifest in
+ * its LMDB, the data fsynced); xfer_id_out (16 bytes, may be NULL) then
+ * receives the transfer id, which the recipient sees as the file's msg_id.
+ * read_fn must deliver exactly size bytes and then 0; it must not call other
+ * functions of c. ttl_s: 0 = broker default. timeout_ms bounds each wait
+ * for one answer of the agent (-1 = forever), not the whole stream.
+ * All pointers are borrowed for the duration of the call.
+ * Errors: DXB_EINVAL (bad argument or file name, checked before anything is
+ * sent; or the agent's), DXB_ENOROUTE (a recipient not in the agent's
+ * directory), DXB_ETOOBIG (over the agent's transfer.max_file_bytes),
+ * DXB_EAGAIN (the agent has too many streams open; retry later),
+ * DXB_EINTEGRITY (read_fn gave fewer or more bytes than size, or the agent's
+ * size/hash check failed), DXB_EIO (read_fn returned < 0, or the agent's storage
+ * failed), DXB_EFULL, DXB_ENOMEM, DXB_ETIMEOUT (outcome unknown). On a failure
+ * the agent keeps nothing of the stream: the library ends it with a frame the
+ * agent must refuse, or the agent dropped it itself. */
+dxb_err_t dxb_client_publish_stream(dxb_client_t *c, const char *dataset,
+                                    const char *const *recipients, size_t n, const char *name,
+                                    uint64_t size, uint32_t ttl_s, dxb_client_read_fn read_fn,
+                                    void *arg, uint8_t *xfer_id_out,
+                                    int timeout_ms) DXB_MUST_CHECK;
+/* Streams the regular file at path with dxb_client_publish_stream; name
+ * (NULL = the path's base name) is the file name the recipient sees. The
+ * file must not change while it is sent (a file that grows or shrinks fails
+ * with DXB_EINTEGRITY). Errors: as dxb_client_publish_stream, and
+ * DXB_ENOTFOUND (no such file), DXB_EINVAL (not a regular file), DXB_EIO. */
+dxb_err_t dxb_client_publish_stream_file(dxb_client_t *c, const char *dataset,
+                                         const char *const *recipients, size_t n,
+                                         const char *path, const char *name, uint32_t ttl_s,
+                                         uint8_t *xfer_id_out, int timeout_ms) DXB_MUST_CHECK;
 
 /* Pipelined publishing: send without waiting; *req_out names the request. */
 dxb_err_t dxb_client_publish_async(dxb_client_t *c, const dxb_client_pub_t *p,

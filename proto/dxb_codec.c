@@ -19,7 +19,9 @@
  *
  * Limits the protocol leaves open, chosen here: the admin reply `message` is
  * bounded only by the frame; admin result keys are <= 64 bytes, str values
- * <= 4096 bytes, <= 100000 rows; API_RESULT text <= 512 bytes like ERROR text.
+ * <= 4096 bytes, <= 100000 rows; API_RESULT text <= 512 bytes like ERROR text;
+ * API_STREAM_BEGIN name <= 255 bytes of text (the file name rule of section 3
+ * is the agent's check, answered EINVAL).
  * Text fields must be valid UTF-8 without NUL bytes (PROTOCOL.md section 2).
  *
  * Thread context: none; all functions are reentrant.
@@ -629,6 +631,38 @@ s_dec_api_ack(s_dec_t *d, dxb_frame_t *f)
     s_bin_fixed(d, "msg_id", f->u.api_ack.msg_id, DXB_MSGID_BYTES);
 }
 
+/* The name is only bounded text here: the agent applies the file name rule
+ * and answers EINVAL, a refused argument rather than a malformed frame. */
+static void
+s_dec_api_stream_begin(s_dec_t *d, dxb_frame_t *f)
+{
+    f->u.api_stream_begin.req = (uint32_t)s_uint(d, "req", 0, UINT32_MAX);
+    s_id(d, "dataset", f->u.api_stream_begin.dataset);
+    s_dec_recipients(d, "recipients", &f->u.api_stream_begin.n_recipients,
+                     &f->u.api_stream_begin.recipients);
+    f->u.api_stream_begin.name = s_text(d, "name", DXB_MAX_STREAM_NAME);
+    f->u.api_stream_begin.size = s_uint(d, "size", 0, UINT64_MAX);
+    f->u.api_stream_begin.ttl_s = (uint32_t)s_uint(d, "ttl_s", 0, UINT32_MAX);
+}
+
+static void
+s_dec_api_stream_data(s_dec_t *d, dxb_frame_t *f)
+{
+    f->u.api_stream_data.req = (uint32_t)s_uint(d, "req", 0, UINT32_MAX);
+    f->u.api_stream_data.offset = s_uint(d, "offset", 0, UINT64_MAX);
+    f->u.api_stream_data.data = s_bin(d, "data", DXB_MAX_STREAM_DATA);
+    if (s_ok(d) && f->u.api_stream_data.data.len == 0) {
+        s_fail(d, "empty");
+    }
+}
+
+static void
+s_dec_api_stream_end(s_dec_t *d, dxb_frame_t *f)
+{
+    f->u.api_stream_end.req = (uint32_t)s_uint(d, "req", 0, UINT32_MAX);
+    s_bin_fixed(d, "hash", f->u.api_stream_end.hash, DXB_HASH_BYTES);
+}
+
 static void
 s_dec_admin_req(s_dec_t *d, dxb_frame_t *f)
 {
@@ -705,6 +739,97 @@ s_dec_admin_rep(s_dec_t *d, dxb_frame_t *f)
     f->u.admin_rep.result = s_dec_admin_result(d);
 }
 
+/* ---- governance (PROTOCOL.md section 10) ---------------------------------- */
+
+static void
+s_dec_gov_req(s_dec_t *d, dxb_frame_t *f)
+{
+    f->u.gov_req.req = (uint32_t)s_uint(d, "req", 0, UINT32_MAX);
+    dxb_bytes_t op = s_text(d, "op", S_MAX_COMMAND);
+    if (s_ok(d) && !s_command_valid(op.ptr, op.len)) {
+        s_fail(d, "invalid operation name");
+    }
+    s_copy_cstr(d, op, f->u.gov_req.op);
+    uint32_t n = s_list(d, "args", 0, DXB_MAX_GOV_ARGS);
+    for (uint32_t i = 0; i < n && s_ok(d); i++) {
+        s_at_sub(d, i);
+        f->u.gov_req.args[i] = s_text(d, "args", DXB_MAX_GOV_ARG);
+    }
+    f->u.gov_req.n_args = (uint16_t)n;
+}
+
+static void
+s_dec_gov_rep(s_dec_t *d, dxb_frame_t *f)
+{
+    f->u.gov_rep.req = (uint32_t)s_uint(d, "req", 0, UINT32_MAX);
+    f->u.gov_rep.code = (uint16_t)s_uint(d, "code", 0, UINT16_MAX);
+    f->u.gov_rep.message = s_text(d, "message", DXB_MAX_TEXT);
+    f->u.gov_rep.result = s_dec_admin_result(d);
+}
+
+/* FIELD = [name:str(1..128), type:str(<=32), sensitivity:uint8(0..3)]. */
+static void
+s_dec_catfield(s_dec_t *d, dxb_catfield_t *cf)
+{
+    s_array_exact(d, "field", 3);
+    cf->name = s_text(d, "name", 128);
+    if (s_ok(d) && cf->name.len == 0) {
+        s_fail(d, "empty");
+    }
+    cf->type = s_text(d, "type", 32);
+    cf->sensitivity = (uint8_t)s_uint(d, "sensitivity", 0, 3);
+}
+
+static void
+s_elem_catfield(s_dec_t *d, void *scratch)
+{
+    s_dec_catfield(d, scratch);
+}
+
+/* CATENTRY = [dataset:id, title, description, level, share, frequency,
+ *             region, fields:[FIELD] (0..256)]. */
+static void
+s_dec_catentry(s_dec_t *d, dxb_catentry_t *ce)
+{
+    dxb_catfield_t scratch;
+    s_array_exact(d, "entry", 8);
+    s_id(d, "dataset", ce->dataset);
+    ce->title = s_text(d, "title", 256);
+    ce->description = s_text(d, "description", 1024);
+    ce->level = (uint8_t)s_uint(d, "level", 0, 3);
+    ce->share = (uint8_t)s_uint(d, "share", 0, 2);
+    ce->frequency = s_text(d, "frequency", 32);
+    s_region(d, "region", true, ce->region);
+    s_dec_list(d, "fields", "field", 0, DXB_MAX_CAT_FIELDS, s_elem_catfield, &scratch,
+               &ce->fields);
+    ce->n_fields = (uint16_t)ce->fields.left;
+}
+
+static void
+s_elem_catentry(s_dec_t *d, void *scratch)
+{
+    s_dec_catentry(d, scratch);
+}
+
+static void
+s_dec_catalog(s_dec_t *d, dxb_frame_t *f)
+{
+    dxb_catentry_t scratch;
+    s_dec_list(d, "entries", "entry", 0, DXB_MAX_CATALOG, s_elem_catentry, &scratch,
+               &f->u.catalog.entries);
+}
+
+static void
+s_dec_gov_state(s_dec_t *d, dxb_frame_t *f)
+{
+    dxb_bytes_t what = s_text(d, "what", S_MAX_COMMAND);
+    if (s_ok(d) && !s_command_valid(what.ptr, what.len)) {
+        s_fail(d, "invalid state name");
+    }
+    s_copy_cstr(d, what, f->u.gov_state.what);
+    f->u.gov_state.rows = s_dec_admin_result(d);
+}
+
 typedef void (*s_frame_fn)(s_dec_t *d, dxb_frame_t *f);
 
 /* Every frame type with its element count (version and type included). */
@@ -730,6 +855,13 @@ static const struct {
     {DXB_T_API_SUBSCRIBE, 4, s_dec_api_subscribe},
     {DXB_T_API_MESSAGE, 9, s_dec_api_message},
     {DXB_T_API_ACK, 3, s_dec_api_ack},
+    {DXB_T_API_STREAM_BEGIN, 8, s_dec_api_stream_begin},
+    {DXB_T_API_STREAM_DATA, 5, s_dec_api_stream_data},
+    {DXB_T_API_STREAM_END, 4, s_dec_api_stream_end},
+    {DXB_T_GOV_REQ, 5, s_dec_gov_req},
+    {DXB_T_GOV_REP, 6, s_dec_gov_rep},
+    {DXB_T_CATALOG, 3, s_dec_catalog},
+    {DXB_T_GOV_STATE, 4, s_dec_gov_state},
     {DXB_T_ADMIN_REQ, 4, s_dec_admin_req},
     {DXB_T_ADMIN_REP, 5, s_dec_admin_rep},
 };
@@ -840,6 +972,18 @@ bool
 dxb_msg_next_result(dxb_iter_t *it, dxb_result_t *out)
 {
     return s_iter_next(it, s_elem_result, out);
+}
+
+bool
+dxb_msg_next_catentry(dxb_iter_t *it, dxb_catentry_t *out)
+{
+    return s_iter_next(it, s_elem_catentry, out);
+}
+
+bool
+dxb_msg_next_catfield(dxb_iter_t *it, dxb_catfield_t *out)
+{
+    return s_iter_next(it, s_elem_catfield, out);
 }
 
 bool
@@ -1497,6 +1641,58 @@ dxb_msg_enc_api_ack(msgpack_sbuffer *sbuf, const uint8_t *msg_id)
     return s_enc_end(&e);
 }
 
+dxb_err_t
+dxb_msg_enc_api_stream_begin(msgpack_sbuffer *sbuf, uint32_t req, const char *dataset,
+                             const char *const *recipients, uint16_t n_recipients,
+                             dxb_bytes_t name, uint64_t size, uint32_t ttl_s)
+{
+    if (!s_cstr_id_ok(dataset) || n_recipients == 0 || n_recipients > DXB_MAX_RECIPIENTS ||
+        !s_ids_ok(recipients, n_recipients) || name.len > DXB_MAX_STREAM_NAME ||
+        (name.len > 0 && name.ptr == NULL) || !s_utf8_valid(name.ptr, name.len)) {
+        return DXB_EINVAL;
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_API_STREAM_BEGIN, 6);
+    s_put_uint(&e, req);
+    s_put_cstr(&e, dataset);
+    s_put_array(&e, n_recipients);
+    for (uint16_t i = 0; i < n_recipients; i++) {
+        s_put_cstr(&e, recipients[i]);
+    }
+    s_put_str(&e, name.ptr, name.len);
+    s_put_uint(&e, size);
+    s_put_uint(&e, ttl_s);
+    return s_enc_end(&e);
+}
+
+dxb_err_t
+dxb_msg_enc_api_stream_data(msgpack_sbuffer *sbuf, uint32_t req, uint64_t offset,
+                            dxb_bytes_t data)
+{
+    if (data.len == 0 || data.len > DXB_MAX_STREAM_DATA || data.ptr == NULL) {
+        return DXB_EINVAL;
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_API_STREAM_DATA, 3);
+    s_put_uint(&e, req);
+    s_put_uint(&e, offset);
+    s_put_bin(&e, data.ptr, data.len);
+    return s_enc_end(&e);
+}
+
+dxb_err_t
+dxb_msg_enc_api_stream_end(msgpack_sbuffer *sbuf, uint32_t req, const uint8_t hash[DXB_HASH_BYTES])
+{
+    if (hash == NULL) {
+        return DXB_EINVAL;
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_API_STREAM_END, 2);
+    s_put_uint(&e, req);
+    s_put_bin(&e, hash, DXB_HASH_BYTES);
+    return s_enc_end(&e);
+}
+
 /* ---- admin encoders -------------------------------------------------------- */
 
 dxb_err_t
@@ -1539,6 +1735,122 @@ dxb_msg_enc_admin_rep_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk_out, uint1
     s_enc_frame(&e, sbuf, DXB_T_ADMIN_REP, 3);
     s_put_uint(&e, code);
     s_put_cstr(&e, message);
+    msgpack_packer_init(pk_out, sbuf, msgpack_sbuffer_write);
+    return s_enc_end(&e);
+}
+
+/* ---- governance encoders ----------------------------------------------------- */
+
+dxb_err_t
+dxb_msg_enc_gov_req(msgpack_sbuffer *sbuf, uint32_t req, const char *op, const char *const *args,
+                    size_t n_args)
+{
+    if (op == NULL || !s_command_valid((const uint8_t *)op, strlen(op)) ||
+        strlen(op) > S_MAX_COMMAND || n_args > DXB_MAX_GOV_ARGS || (n_args > 0 && args == NULL)) {
+        return DXB_EINVAL;
+    }
+    for (size_t i = 0; i < n_args; i++) {
+        if (args[i] == NULL || !s_cstr_text_ok(args[i], DXB_MAX_GOV_ARG)) {
+            return DXB_EINVAL;
+        }
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_GOV_REQ, 3);
+    s_put_uint(&e, req);
+    s_put_cstr(&e, op);
+    s_put_array(&e, n_args);
+    for (size_t i = 0; i < n_args; i++) {
+        s_put_cstr(&e, args[i]);
+    }
+    return s_enc_end(&e);
+}
+
+dxb_err_t
+dxb_msg_enc_gov_rep_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk_out, uint32_t req,
+                          uint16_t code, const char *message)
+{
+    size_t len = 0;
+    if (pk_out == NULL) {
+        return DXB_EINVAL;
+    }
+    if (!s_cut_text_ok(message ? message : "", DXB_MAX_TEXT, &len)) {
+        return DXB_EINVAL;
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_GOV_REP, 4);
+    s_put_uint(&e, req);
+    s_put_uint(&e, code);
+    s_put_str(&e, message ? message : "", len);
+    msgpack_packer_init(pk_out, sbuf, msgpack_sbuffer_write);
+    return s_enc_end(&e);
+}
+
+static bool
+s_catentry_ok(const dxb_catentry_in_t *c)
+{
+    if (c->dataset == NULL || !s_cstr_id_ok(c->dataset) || c->title == NULL ||
+        !s_cstr_text_ok(c->title, 256) || c->description == NULL ||
+        !s_cstr_text_ok(c->description, 1024) || c->frequency == NULL ||
+        !s_cstr_text_ok(c->frequency, 32) || c->region == NULL ||
+        !s_region_ok(c->region, true) || c->level > 3 || c->share > 2 ||
+        c->n_fields > DXB_MAX_CAT_FIELDS) {
+        return false;
+    }
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (c->field_names[i] == NULL || c->field_names[i][0] == '\0' ||
+            !s_cstr_text_ok(c->field_names[i], 128) || c->field_types[i] == NULL ||
+            !s_cstr_text_ok(c->field_types[i], 32) || c->field_sensitivity[i] > 3) {
+            return false;
+        }
+    }
+    return true;
+}
+
+dxb_err_t
+dxb_msg_enc_catalog(msgpack_sbuffer *sbuf, const dxb_catentry_in_t *entries, size_t n)
+{
+    if (n > DXB_MAX_CATALOG || (n > 0 && entries == NULL)) {
+        return DXB_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!s_catentry_ok(&entries[i])) {
+            return DXB_EINVAL;
+        }
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_CATALOG, 1);
+    s_put_array(&e, n);
+    for (size_t i = 0; i < n; i++) {
+        const dxb_catentry_in_t *c = &entries[i];
+        s_put_array(&e, 8);
+        s_put_cstr(&e, c->dataset);
+        s_put_cstr(&e, c->title);
+        s_put_cstr(&e, c->description);
+        s_put_uint(&e, c->level);
+        s_put_uint(&e, c->share);
+        s_put_cstr(&e, c->frequency);
+        s_put_cstr(&e, c->region);
+        s_put_array(&e, c->n_fields);
+        for (size_t j = 0; j < c->n_fields; j++) {
+            s_put_array(&e, 3);
+            s_put_cstr(&e, c->field_names[j]);
+            s_put_cstr(&e, c->field_types[j]);
+            s_put_uint(&e, c->field_sensitivity[j]);
+        }
+    }
+    return s_enc_end(&e);
+}
+
+dxb_err_t
+dxb_msg_enc_gov_state_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk_out, const char *what)
+{
+    if (pk_out == NULL || what == NULL || !s_command_valid((const uint8_t *)what, strlen(what)) ||
+        strlen(what) > S_MAX_COMMAND) {
+        return DXB_EINVAL;
+    }
+    s_enc_t e;
+    s_enc_frame(&e, sbuf, DXB_T_GOV_STATE, 2);
+    s_put_cstr(&e, what);
     msgpack_packer_init(pk_out, sbuf, msgpack_sbuffer_write);
     return s_enc_end(&e);
 }

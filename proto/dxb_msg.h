@@ -35,6 +35,16 @@
 #define DXB_MAX_DEPTH 8
 #define DXB_MAX_ADMIN_ARGS 16
 #define DXB_MAX_ADMIN_ARG 256
+/* API_STREAM_DATA carries 1 .. DXB_MAX_STREAM_DATA bytes (PROTOCOL.md 9). */
+#define DXB_MAX_STREAM_DATA (4u * 1024u * 1024u)
+/* API_STREAM_BEGIN name: a str of at most this many bytes; the agent applies
+ * the file name rule of section 3 itself (EINVAL, not EPROTO). */
+#define DXB_MAX_STREAM_NAME 255
+/* Governance (PROTOCOL.md section 10). */
+#define DXB_MAX_GOV_ARGS 16
+#define DXB_MAX_GOV_ARG 1024
+#define DXB_MAX_CATALOG 1024
+#define DXB_MAX_CAT_FIELDS 256
 /* HEADER.flags bits defined in version 1: 0 CHUNK, 1 MANIFEST (dxb_xfer.h). */
 #define DXB_HDR_FLAGS_KNOWN 0x3u
 
@@ -57,6 +67,13 @@ typedef enum {
     DXB_T_API_SUBSCRIBE = 42,
     DXB_T_API_MESSAGE = 43,
     DXB_T_API_ACK = 44,
+    DXB_T_API_STREAM_BEGIN = 45,
+    DXB_T_API_STREAM_DATA = 46,
+    DXB_T_API_STREAM_END = 47,
+    DXB_T_GOV_REQ = 50,
+    DXB_T_GOV_REP = 51,
+    DXB_T_CATALOG = 52,
+    DXB_T_GOV_STATE = 53,
     DXB_T_ADMIN_REQ = 100,
     DXB_T_ADMIN_REP = 101,
 } dxb_msg_type_t;
@@ -220,10 +237,47 @@ typedef struct {
             uint8_t msg_id[DXB_MSGID_BYTES];
         } api_ack;
         struct {
+            uint32_t req;
+            char dataset[DXB_ID_CAP];
+            uint16_t n_recipients;
+            dxb_bytes_t recipients; /* raw array: walk with dxb_msg_next_recipient */
+            dxb_bytes_t name;       /* UTF-8, <= 255 bytes; NOT checked as a file name */
+            uint64_t size;          /* declared total bytes */
+            uint32_t ttl_s;
+        } api_stream_begin;
+        struct {
+            uint32_t req;
+            uint64_t offset; /* bytes of the stream before this frame */
+            dxb_bytes_t data; /* 1 .. DXB_MAX_STREAM_DATA bytes */
+        } api_stream_data;
+        struct {
+            uint32_t req;
+            uint8_t hash[DXB_HASH_BYTES]; /* BLAKE2b-256 of the whole stream */
+        } api_stream_end;
+        struct {
             char command[33];
             uint16_t n_args;
             char args[DXB_MAX_ADMIN_ARGS][DXB_MAX_ADMIN_ARG + 1];
         } admin_req;
+        struct {
+            uint32_t req;
+            char op[33];
+            uint16_t n_args;
+            dxb_bytes_t args[DXB_MAX_GOV_ARGS]; /* UTF-8 text, <= DXB_MAX_GOV_ARG each */
+        } gov_req;
+        struct {
+            uint32_t req;
+            uint16_t code;
+            dxb_bytes_t message;
+            dxb_bytes_t result; /* raw msgpack: nil or array of maps, as admin */
+        } gov_rep;
+        struct {
+            dxb_iter_t entries; /* CATENTRY list: walk with dxb_msg_next_catentry */
+        } catalog;
+        struct {
+            char what[33];
+            dxb_bytes_t rows; /* raw msgpack array of maps */
+        } gov_state;
         struct {
             uint16_t code;
             dxb_bytes_t message;
@@ -231,6 +285,35 @@ typedef struct {
         } admin_rep;
     } u;
 } dxb_frame_t;
+
+/* A decoded CATENTRY (PROTOCOL.md 10.1); text views borrow the frame. */
+typedef struct {
+    char dataset[DXB_ID_CAP];
+    dxb_bytes_t title;       /* <= 256 */
+    dxb_bytes_t description; /* <= 1024 */
+    uint8_t level;           /* 0..3 */
+    uint8_t share;           /* 0 none, 1 conditional, 2 unconditional */
+    dxb_bytes_t frequency;   /* <= 32 */
+    char region[7];          /* "" or 6 digits */
+    uint16_t n_fields;
+    dxb_iter_t fields;       /* walk with dxb_msg_next_catfield */
+} dxb_catentry_t;
+
+typedef struct {
+    dxb_bytes_t name; /* 1..128 */
+    dxb_bytes_t type; /* <= 32 */
+    uint8_t sensitivity; /* 0..3 */
+} dxb_catfield_t;
+
+/* Encoder input for one CATENTRY (C strings, borrowed). */
+typedef struct {
+    const char *dataset, *title, *description, *frequency, *region;
+    uint8_t level, share;
+    size_t n_fields;
+    const char *const *field_names;
+    const char *const *field_types;
+    const uint8_t *field_sensitivity;
+} dxb_catentry_in_t;
 
 /* ---- decoding ---------------------------------------------------------- */
 
@@ -352,7 +435,32 @@ dxb_err_t dxb_msg_enc_api_message(msgpack_sbuffer *sbuf, const uint8_t *msg_id,
                                   uint64_t created_ms, dxb_bytes_t name,
                                   dxb_bytes_t payload) DXB_MUST_CHECK;
 dxb_err_t dxb_msg_enc_api_ack(msgpack_sbuffer *sbuf, const uint8_t *msg_id) DXB_MUST_CHECK;
+/* API_STREAM_BEGIN. name: valid UTF-8 of 1..DXB_MAX_STREAM_NAME bytes (the
+ * file name rule is the agent's to apply). */
+dxb_err_t dxb_msg_enc_api_stream_begin(msgpack_sbuffer *sbuf, uint32_t req, const char *dataset,
+                                       const char *const *recipients, uint16_t n_recipients,
+                                       dxb_bytes_t name, uint64_t size,
+                                       uint32_t ttl_s) DXB_MUST_CHECK;
+/* API_STREAM_DATA: data.len must be 1..DXB_MAX_STREAM_DATA. */
+dxb_err_t dxb_msg_enc_api_stream_data(msgpack_sbuffer *sbuf, uint32_t req, uint64_t offset,
+                                      dxb_bytes_t data) DXB_MUST_CHECK;
+/* API_STREAM_END: hash is 32 bytes. */
+dxb_err_t dxb_msg_enc_api_stream_end(msgpack_sbuffer *sbuf, uint32_t req,
+                                     const uint8_t hash[DXB_HASH_BYTES]) DXB_MUST_CHECK;
 
+bool dxb_msg_next_catentry(dxb_iter_t *it, dxb_catentry_t *out);
+bool dxb_msg_next_catfield(dxb_iter_t *it, dxb_catfield_t *out);
+dxb_err_t dxb_msg_enc_gov_req(msgpack_sbuffer *sbuf, uint32_t req, const char *op,
+                              const char *const *args, size_t n_args) DXB_MUST_CHECK;
+/* Begins a GOV_REP; the caller packs the result (nil or array of maps) with
+ * *pk_out, exactly one object. */
+dxb_err_t dxb_msg_enc_gov_rep_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk_out, uint32_t req,
+                                    uint16_t code, const char *message) DXB_MUST_CHECK;
+dxb_err_t dxb_msg_enc_catalog(msgpack_sbuffer *sbuf, const dxb_catentry_in_t *entries,
+                              size_t n) DXB_MUST_CHECK;
+/* Begins a GOV_STATE; the caller packs the rows array with *pk_out. */
+dxb_err_t dxb_msg_enc_gov_state_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk_out,
+                                      const char *what) DXB_MUST_CHECK;
 dxb_err_t dxb_msg_enc_admin_req(msgpack_sbuffer *sbuf, const char *command,
                                 const char *const *args, size_t n_args) DXB_MUST_CHECK;
 /* The caller packs the result itself right after this call with the packer

@@ -24,6 +24,13 @@
 #define CTL_TIMESTAMP_MIN_MS 1000000000000ULL
 /* Spaces between table columns. */
 #define CTL_COL_GAP 2
+/* Largest rate and time left shown, so that a double converts to uint64_t;
+ * a longer time left prints as unknown. */
+#define CTL_MAX_RATE 1e18
+#define CTL_MAX_ETA_S 1e9
+/* Cells of the progress bar: at most, and at least when a line is cut. */
+#define CTL_BAR_MAX 20
+#define CTL_BAR_MIN 5
 
 /* One scalar value of a row, borrowed from the result bytes. */
 typedef struct {
@@ -368,33 +375,43 @@ s_open_rows(dxb_rd_t *rd, const uint8_t *buf, size_t len)
 
 /* ---- cells ------------------------------------------------------------ */
 
+/* Copies sanitised text into dst (cap >= 4 bytes, NUL-terminated), cut with
+ * "..." when it does not fit. Returns the bytes written; *width receives the
+ * display columns. */
+static size_t
+s_safe_copy(char *dst, size_t cap, const uint8_t *s, size_t len, size_t *width)
+{
+    size_t i = 0;
+    size_t n = 0;
+
+    *width = 0;
+    while (i < len) {
+        const uint8_t *piece;
+        size_t piece_len;
+        size_t piece_width;
+        size_t used = s_next_safe(s + i, len - i, &piece, &piece_len, &piece_width);
+
+        /* Keep room for "..." and the NUL. */
+        if (n + piece_len + 4 > cap) {
+            memcpy(dst + n, "...", 3);
+            n += 3;
+            *width += 3;
+            break;
+        }
+        memcpy(dst + n, piece, piece_len);
+        n += piece_len;
+        *width += piece_width;
+        i += used;
+    }
+    dst[n] = '\0';
+    return n;
+}
+
 /* Sets the cell to sanitised text, cut to fit CTL_CELL_CAP. */
 static void
 s_cell_set(ctl_cell_t *cell, const uint8_t *s, size_t len)
 {
-    size_t i = 0;
-
-    cell->len = 0;
-    cell->width = 0;
-    while (i < len) {
-        const uint8_t *piece;
-        size_t piece_len;
-        size_t width;
-        size_t used = s_next_safe(s + i, len - i, &piece, &piece_len, &width);
-
-        /* Keep room for "..." and the NUL. */
-        if (cell->len + piece_len + 4 > sizeof(cell->text)) {
-            memcpy(cell->text + cell->len, "...", 3);
-            cell->len += 3;
-            cell->width += 3;
-            break;
-        }
-        memcpy(cell->text + cell->len, piece, piece_len);
-        cell->len += piece_len;
-        cell->width += width;
-        i += used;
-    }
-    cell->text[cell->len] = '\0';
+    cell->len = s_safe_copy(cell->text, sizeof(cell->text), s, len, &cell->width);
 }
 
 static void
@@ -416,9 +433,8 @@ s_format_time(char *out, size_t cap, uint64_t ms)
     return strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm) != 0;
 }
 
-/* "512 B", "1.2 KiB", "3.4 MiB", ... */
-static void
-s_format_bytes(char *out, size_t cap, uint64_t n)
+void
+ctl_render_format_bytes(char *out, size_t cap, uint64_t n)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     double v;
@@ -437,9 +453,25 @@ s_format_bytes(char *out, size_t cap, uint64_t n)
     snprintf(out, cap, "%.1f %s", v, units[u]);
 }
 
-/* "42s", "3m12s", "5h07m", "12d03h": two units are enough to judge an age. */
-static void
-s_format_age(char *out, size_t cap, uint64_t s)
+void
+ctl_render_format_rate(char *out, size_t cap, double bytes_per_s)
+{
+    char bytes[32];
+    double v = bytes_per_s;
+
+    /* The cast to an integer needs a finite value in range. */
+    if (!isfinite(v) || v < 0.0) {
+        v = 0.0;
+    } else if (v > CTL_MAX_RATE) {
+        v = CTL_MAX_RATE;
+    }
+    ctl_render_format_bytes(bytes, sizeof(bytes), (uint64_t)v);
+    snprintf(out, cap, "%s/s", bytes);
+}
+
+/* Two units are enough to judge an age or a time left. */
+void
+ctl_render_format_duration(char *out, size_t cap, uint64_t s)
 {
     if (s < 60) {
         snprintf(out, cap, "%" PRIu64 "s", s);
@@ -460,11 +492,11 @@ s_format_uint(char *out, size_t cap, const uint8_t *key, size_t key_len, uint64_
         return;
     }
     if (s_key_is(key, key_len, "bytes") || s_key_ends(key, key_len, "_bytes")) {
-        s_format_bytes(out, cap, u);
+        ctl_render_format_bytes(out, cap, u);
         return;
     }
     if (s_key_is(key, key_len, "age_s") || s_key_ends(key, key_len, "_age_s")) {
-        s_format_age(out, cap, u);
+        ctl_render_format_duration(out, cap, u);
         return;
     }
     snprintf(out, cap, "%" PRIu64, u);
@@ -746,6 +778,482 @@ s_render_json(FILE *out, const uint8_t *buf, size_t len)
         fputs(r + 1 < n_rows ? "},\n" : "}\n", out);
     }
     fputs("]\n", out);
+}
+
+/* ---- transfers -------------------------------------------------------- */
+
+/* Columns of the transfers tables; each view shows some in its own order. */
+enum {
+    CTL_XCOL_ID,
+    CTL_XCOL_SENDER,
+    CTL_XCOL_DATASET,
+    CTL_XCOL_RCPT,
+    CTL_XCOL_STATE,
+    CTL_XCOL_BAR,
+    CTL_XCOL_DONE,
+    CTL_XCOL_PCT,
+    CTL_XCOL_RATE,
+    CTL_XCOL_ETA,
+    CTL_XCOL_AGE,
+    CTL_XCOL_COUNT,
+};
+
+static const char *const s_xfer_headers[CTL_XCOL_COUNT] = {
+    "ID", "SENDER", "DATASET", "RCPT", "STATE", "PROGRESS", "DONE", "PCT", "RATE", "ETA", "AGE",
+};
+
+/* The listing, and the progress view: what matters most comes first, since
+ * a line too wide for the terminal is cut at the right. */
+static const size_t s_xfer_list_cols[] = {
+    CTL_XCOL_ID,   CTL_XCOL_SENDER, CTL_XCOL_DATASET, CTL_XCOL_RCPT, CTL_XCOL_STATE, CTL_XCOL_DONE,
+    CTL_XCOL_PCT, CTL_XCOL_RATE,   CTL_XCOL_ETA,     CTL_XCOL_AGE,
+};
+static const size_t s_xfer_bar_cols[] = {
+    CTL_XCOL_ID,    CTL_XCOL_BAR,    CTL_XCOL_DONE,    CTL_XCOL_RATE,
+    CTL_XCOL_ETA,   CTL_XCOL_STATE,  CTL_XCOL_SENDER,  CTL_XCOL_DATASET,
+};
+
+/* Least widths of the progress view's figures: "412.0 MiB / 1.0 GiB",
+ * "85.3 MiB/s", "1m12s", "delivering". */
+static const size_t s_xfer_bar_widths[CTL_XCOL_COUNT] = {
+    [CTL_XCOL_DONE] = 19,
+    [CTL_XCOL_RATE] = 10,
+    [CTL_XCOL_ETA] = 5,
+    [CTL_XCOL_STATE] = 10,
+};
+
+/* Both passes over a transfers table. */
+typedef struct {
+    const ctl_xfer_view_t *view; /* borrowed */
+    const size_t *order;         /* CTL_XCOL_* shown, in order; borrowed */
+    size_t n_cols;               /* entries in order */
+    size_t bar_cells;            /* cells of the progress bar; 0 while measuring */
+    ctl_col_t cols[CTL_XCOL_COUNT];    /* in display order; widths grow while measuring */
+    ctl_cell_t all[CTL_XCOL_COUNT];    /* the row being formatted, by CTL_XCOL_* */
+    ctl_cell_t cells[CTL_XCOL_COUNT];  /* the same, in display order */
+    FILE *out;                   /* NULL while measuring; borrowed */
+    size_t picked;               /* rows the view picked in this pass */
+    size_t shown;                /* of those, rows printed */
+} ctl_xfer_table_t;
+
+static void
+s_value_text(char *dst, size_t cap, const ctl_value_t *v)
+{
+    size_t width;
+
+    if (v->type == DXB_RD_STR) {
+        (void)s_safe_copy(dst, cap, v->s, v->s_len, &width);
+    }
+}
+
+/* A number as a double; dflt for nil, text or a non-finite float. */
+static double
+s_value_f64(const ctl_value_t *v, double dflt)
+{
+    switch (v->type) {
+    case DXB_RD_UINT:
+        return (double)v->u;
+    case DXB_RD_INT:
+        return (double)v->i;
+    case DXB_RD_FLOAT:
+        return isfinite(v->f) ? v->f : dflt;
+    default:
+        return dflt;
+    }
+}
+
+/* Stores one field of a row; unknown keys and mistyped values are skipped,
+ * so that a newer broker's extra columns do no harm. */
+static void
+s_xfer_field(ctl_xfer_t *x, const uint8_t *key, size_t key_len, const ctl_value_t *v)
+{
+    struct {
+        const char *name;
+        char *dst;
+        size_t cap;
+    } texts[] = {
+        {"xfer_id", x->id, sizeof(x->id)},
+        {"sender", x->sender, sizeof(x->sender)},
+        {"dataset", x->dataset, sizeof(x->dataset)},
+        {"state", x->state_text, sizeof(x->state_text)},
+    };
+    struct {
+        const char *name;
+        uint64_t *dst;
+    } counts[] = {
+        {"recipients", &x->recipients},     {"chunks", &x->chunks},
+        {"stored_chunks", &x->stored_chunks}, {"acked_chunks", &x->acked_chunks},
+        {"total_bytes", &x->total_bytes},   {"stored_bytes", &x->stored_bytes},
+        {"resent_bytes", &x->resent_bytes}, {"started_ms", &x->started_ms},
+        {"updated_ms", &x->updated_ms},
+    };
+    struct {
+        const char *name;
+        double *dst;
+    } reals[] = {
+        {"progress", &x->progress},
+        {"rate_bps", &x->rate_bps},
+        {"eta_s", &x->eta_s},
+    };
+
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (s_key_is(key, key_len, texts[i].name)) {
+            s_value_text(texts[i].dst, texts[i].cap, v);
+            return;
+        }
+    }
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        if (s_key_is(key, key_len, counts[i].name)) {
+            if (v->type == DXB_RD_UINT) {
+                *counts[i].dst = v->u;
+            }
+            return;
+        }
+    }
+    for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+        if (s_key_is(key, key_len, reals[i].name)) {
+            *reals[i].dst = s_value_f64(v, *reals[i].dst);
+            return;
+        }
+    }
+}
+
+/* Reads one checked row into x and brings the figures into their ranges. */
+static void
+s_read_xfer(dxb_rd_t *rd, ctl_xfer_t *x)
+{
+    uint32_t n = dxb_rd_map(rd);
+
+    memset(x, 0, sizeof(*x));
+    strcpy(x->sender, "-");
+    strcpy(x->dataset, "-");
+    strcpy(x->state_text, "-");
+    x->eta_s = -1.0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t key_len;
+        const uint8_t *key = s_read_key(rd, &key_len);
+        ctl_value_t v;
+
+        s_read_value(rd, &v);
+        s_xfer_field(x, key, key_len, &v);
+    }
+    if (strcmp(x->state_text, "receiving") == 0) {
+        x->state = CTL_XFER_RECEIVING;
+    } else if (strcmp(x->state_text, "delivering") == 0) {
+        x->state = CTL_XFER_DELIVERING;
+    } else if (strcmp(x->state_text, "done") == 0) {
+        x->state = CTL_XFER_DONE;
+    } else {
+        x->state = CTL_XFER_UNKNOWN;
+    }
+    if (x->progress < 0.0) {
+        x->progress = 0.0;
+    } else if (x->progress > 1.0) {
+        x->progress = 1.0;
+    }
+    if (x->rate_bps < 0.0) {
+        x->rate_bps = 0.0;
+    }
+    if (x->eta_s > CTL_MAX_ETA_S) {
+        x->eta_s = -1.0;
+    }
+}
+
+dxb_err_t
+ctl_render_xfer_each(const uint8_t *result, size_t len, ctl_xfer_fn fn, void *arg, char *errbuf,
+                     size_t errcap)
+{
+    dxb_rd_t rd;
+    uint32_t n_rows;
+    dxb_err_t rc = s_check_result(result, len, errbuf, errcap);
+
+    if (rc != DXB_OK) {
+        return rc;
+    }
+    n_rows = s_open_rows(&rd, result, len);
+    for (uint32_t r = 0; r < n_rows; r++) {
+        ctl_xfer_t x;
+
+        s_read_xfer(&rd, &x);
+        if (!fn(arg, &x)) {
+            break;
+        }
+    }
+    return DXB_OK;
+}
+
+/* The first CTL_XFER_SHORT_ID_LEN digits of the id, or "-". */
+static void
+s_xfer_short_id(const ctl_xfer_t *x, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.*s", CTL_XFER_SHORT_ID_LEN, x->id[0] != '\0' ? x->id : "-");
+}
+
+/* Whole percent delivered, rounded down: 100 only when all is done. */
+static unsigned
+s_xfer_percent(const ctl_xfer_t *x)
+{
+    /* progress is in 0..1, so the cast rounds down. */
+    return x->state == CTL_XFER_DONE ? 100u : (unsigned)(x->progress * 100.0);
+}
+
+/* "412.0 MiB / 1.0 GiB": file bytes delivered to every recipient out of the
+ * file's size ("-" until the broker knows it). */
+static void
+s_xfer_amount(const ctl_xfer_t *x, char *out, size_t cap)
+{
+    char done[32];
+    char total[32] = "-";
+    uint64_t done_bytes = x->state == CTL_XFER_DONE
+                              ? x->total_bytes
+                              : (uint64_t)(x->progress * (double)x->total_bytes);
+
+    ctl_render_format_bytes(done, sizeof(done), done_bytes);
+    if (x->total_bytes > 0 || x->chunks > 0) {
+        ctl_render_format_bytes(total, sizeof(total), x->total_bytes);
+    }
+    snprintf(out, cap, "%s / %s", done, total);
+}
+
+static void
+s_xfer_eta(const ctl_xfer_t *x, char *out, size_t cap)
+{
+    uint64_t s;
+
+    if (x->eta_s < 0.0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    /* Round up: "0s" only when nothing is left. eta_s <= CTL_MAX_ETA_S. */
+    s = (uint64_t)x->eta_s;
+    if ((double)s < x->eta_s) {
+        s++;
+    }
+    ctl_render_format_duration(out, cap, s);
+}
+
+/* "[#####-----]  42%": n cells of bar; full only when done. */
+static void
+s_xfer_bar(const ctl_xfer_t *x, size_t n, char *out, size_t cap)
+{
+    char cells[CTL_BAR_MAX + 1];
+    size_t filled = x->state == CTL_XFER_DONE ? n : (size_t)(x->progress * (double)n);
+
+    memset(cells, '#', filled);
+    memset(cells + filled, '-', n - filled);
+    cells[n] = '\0';
+    snprintf(out, cap, "[%s] %3u%%", cells, s_xfer_percent(x));
+}
+
+/* Formats every column of x into cells (by CTL_XCOL_*); the bar has
+ * bar_cells cells. */
+static void
+s_xfer_cells(const ctl_xfer_t *x, uint64_t now_ms, size_t bar_cells, ctl_cell_t *cells)
+{
+    char tmp[96];
+
+    s_xfer_short_id(x, tmp, sizeof(tmp));
+    s_cell_set_str(&cells[CTL_XCOL_ID], tmp);
+    s_cell_set_str(&cells[CTL_XCOL_SENDER], x->sender);
+    s_cell_set_str(&cells[CTL_XCOL_DATASET], x->dataset);
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, x->recipients);
+    s_cell_set_str(&cells[CTL_XCOL_RCPT], tmp);
+    s_cell_set_str(&cells[CTL_XCOL_STATE], x->state_text);
+    s_xfer_bar(x, bar_cells, tmp, sizeof(tmp));
+    s_cell_set_str(&cells[CTL_XCOL_BAR], tmp);
+    s_xfer_amount(x, tmp, sizeof(tmp));
+    s_cell_set_str(&cells[CTL_XCOL_DONE], tmp);
+    snprintf(tmp, sizeof(tmp), "%u%%", s_xfer_percent(x));
+    s_cell_set_str(&cells[CTL_XCOL_PCT], tmp);
+    ctl_render_format_rate(tmp, sizeof(tmp), x->rate_bps);
+    s_cell_set_str(&cells[CTL_XCOL_RATE], tmp);
+    s_xfer_eta(x, tmp, sizeof(tmp));
+    s_cell_set_str(&cells[CTL_XCOL_ETA], tmp);
+    if (x->started_ms == 0) {
+        snprintf(tmp, sizeof(tmp), "-");
+    } else {
+        /* A clock behind the broker's shows age 0, not a wrapped number. */
+        ctl_render_format_duration(tmp, sizeof(tmp),
+                                   now_ms > x->started_ms ? (now_ms - x->started_ms) / 1000 : 0);
+    }
+    s_cell_set_str(&cells[CTL_XCOL_AGE], tmp);
+}
+
+/* Cuts sanitised text to at most max_cols display columns, between
+ * characters. */
+static void
+s_cut_width(char *text, size_t max_cols)
+{
+    size_t len = strlen(text);
+    size_t i = 0;
+    size_t cols = 0;
+
+    while (i < len) {
+        const uint8_t *piece;
+        size_t piece_len;
+        size_t width;
+        size_t used = s_next_safe((const uint8_t *)text + i, len - i, &piece, &piece_len, &width);
+
+        if (cols + width > max_cols) {
+            text[i] = '\0';
+            return;
+        }
+        cols += width;
+        i += used;
+    }
+}
+
+/* Prints one line of a transfers table, cut to the view's max_cols. */
+static void
+s_xfer_print_line(const ctl_xfer_table_t *t)
+{
+    /* A cell takes < CTL_CELL_CAP bytes and its padding at most the column's
+     * width (< CTL_CELL_CAP, the widest cell's) plus the gap. */
+    char line[CTL_XCOL_COUNT * (2 * CTL_CELL_CAP + CTL_COL_GAP) + 1];
+    size_t n = 0;
+
+    for (size_t c = 0; c < t->n_cols; c++) {
+        memcpy(line + n, t->cells[c].text, t->cells[c].len);
+        n += t->cells[c].len;
+        if (c + 1 < t->n_cols) {
+            size_t pad = (t->cols[c].width > t->cells[c].width
+                              ? t->cols[c].width - t->cells[c].width
+                              : 0) +
+                         CTL_COL_GAP;
+
+            memset(line + n, ' ', pad);
+            n += pad;
+        }
+    }
+    line[n] = '\0';
+    if (t->view->max_cols > 0) {
+        s_cut_width(line, t->view->max_cols);
+    }
+    fputs(line, t->out);
+    fputc('\n', t->out);
+}
+
+static bool
+s_xfer_table_row(void *arg, const ctl_xfer_t *x)
+{
+    ctl_xfer_table_t *t = arg;
+    const ctl_xfer_view_t *view = t->view;
+
+    if (view->pick != NULL && !view->pick(view->pick_arg, x)) {
+        return true;
+    }
+    t->picked++;
+    if (view->max_rows > 0 && t->picked > view->max_rows) {
+        return true;
+    }
+    s_xfer_cells(x, view->now_ms, t->bar_cells, t->all);
+    for (size_t c = 0; c < t->n_cols; c++) {
+        t->cells[c] = t->all[t->order[c]];
+    }
+    if (t->out != NULL) {
+        s_xfer_print_line(t);
+        t->shown++;
+        return true;
+    }
+    for (size_t c = 0; c < t->n_cols; c++) {
+        /* The bar column is sized after this pass, from the room left. */
+        if (t->order[c] != CTL_XCOL_BAR && t->cells[c].width > t->cols[c].width) {
+            t->cols[c].width = t->cells[c].width;
+        }
+    }
+    return true;
+}
+
+/* The bar's cells: CTL_BAR_MAX, or fewer when the line would not fit. The
+ * trailing texts (sender, dataset) are left out of the sum: they are cut
+ * rather than the bar shrunk, so that the bar keeps its size from poll to
+ * poll. */
+static size_t
+s_xfer_bar_cells(const ctl_xfer_table_t *t)
+{
+    size_t used = 0;
+    /* "[" "]" " 100%" around the cells. */
+    size_t frame = 2 + 5;
+
+    if (t->view->max_cols == 0) {
+        return CTL_BAR_MAX;
+    }
+    for (size_t c = 0; c < t->n_cols; c++) {
+        size_t col = t->order[c];
+
+        if (col == CTL_XCOL_SENDER || col == CTL_XCOL_DATASET) {
+            continue;
+        }
+        used += (col == CTL_XCOL_BAR ? frame : t->cols[c].width) + CTL_COL_GAP;
+    }
+    if (used + CTL_BAR_MIN >= t->view->max_cols) {
+        return CTL_BAR_MIN;
+    }
+    return t->view->max_cols - used < CTL_BAR_MAX ? t->view->max_cols - used : CTL_BAR_MAX;
+}
+
+dxb_err_t
+ctl_render_xfer_table(FILE *out, const uint8_t *result, size_t len, const ctl_xfer_view_t *view,
+                      size_t *picked, char *errbuf, size_t errcap)
+{
+    ctl_xfer_table_t t;
+    dxb_err_t rc;
+
+    memset(&t, 0, sizeof(t));
+    t.view = view;
+    t.order = view->bars ? s_xfer_bar_cols : s_xfer_list_cols;
+    t.n_cols = view->bars ? sizeof(s_xfer_bar_cols) / sizeof(s_xfer_bar_cols[0])
+                          : sizeof(s_xfer_list_cols) / sizeof(s_xfer_list_cols[0]);
+    for (size_t c = 0; c < t.n_cols; c++) {
+        const char *header = s_xfer_headers[t.order[c]];
+
+        t.cols[c].key = (const uint8_t *)header;
+        t.cols[c].key_len = strlen(header);
+        t.cols[c].width = t.cols[c].key_len;
+        /* Redrawn figures keep their columns while they grow. */
+        if (view->bars && s_xfer_bar_widths[t.order[c]] > t.cols[c].width) {
+            t.cols[c].width = s_xfer_bar_widths[t.order[c]];
+        }
+    }
+    /* The first pass checks the result and measures; nothing is printed yet. */
+    rc = ctl_render_xfer_each(result, len, s_xfer_table_row, &t, errbuf, errcap);
+    if (rc != DXB_OK) {
+        return rc;
+    }
+    if (picked != NULL) {
+        *picked = t.picked;
+    }
+    if (t.picked == 0) {
+        fputs("(none)\n", out);
+        return DXB_OK;
+    }
+    t.bar_cells = s_xfer_bar_cells(&t);
+    for (size_t c = 0; c < t.n_cols; c++) {
+        if (t.order[c] == CTL_XCOL_BAR) {
+            t.cols[c].width = t.bar_cells + 2 + 5;
+        }
+        s_header_cell(&t.cells[c], &t.cols[c]);
+    }
+    t.out = out;
+    s_xfer_print_line(&t);
+    t.picked = 0;
+    return ctl_render_xfer_each(result, len, s_xfer_table_row, &t, errbuf, errcap);
+}
+
+void
+ctl_render_xfer_line(char *out, size_t cap, const ctl_xfer_t *x)
+{
+    char id[CTL_XFER_SHORT_ID_LEN + 1];
+    char amount[80];
+    char rate[32];
+    char eta[32];
+
+    s_xfer_short_id(x, id, sizeof(id));
+    s_xfer_amount(x, amount, sizeof(amount));
+    ctl_render_format_rate(rate, sizeof(rate), x->rate_bps);
+    s_xfer_eta(x, eta, sizeof(eta));
+    snprintf(out, cap, "%s  %s  %s  %s  %u%%  %s  %s  eta %s", id, x->sender, x->dataset,
+             x->state_text, s_xfer_percent(x), amount, rate, eta);
 }
 
 /* ---- entry point ------------------------------------------------------ */

@@ -11,13 +11,20 @@
  * Thread context: single-threaded program.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/dxb_err.h"
@@ -38,9 +45,10 @@
 #define CTL_MAX_COUNT 1000000
 /* A reply larger than this is refused by the socket (PROTO-R2). */
 #define CTL_MAX_REPLY_BYTES ((size_t)64 * 1024 * 1024)
-/* Positional words and options one command takes at most. */
+/* Positional words, options with a value and flags one command takes at most. */
 #define CTL_MAX_WORDS 3
-#define CTL_MAX_OPTS 2
+#define CTL_MAX_OPTS 3
+#define CTL_MAX_FLAGS 1
 
 enum {
     CTL_EXIT_OK = 0,
@@ -61,6 +69,7 @@ typedef struct ctl_cmd ctl_cmd_t;
 struct ctl_cmd {
     const char *name;             /* first word after the global options */
     const char *const *opt_names; /* options the command takes ("--limit"), NULL-ended */
+    const char *const *flag_names; /* options without a value ("--watch"), NULL-ended */
     /* argv[0] is the command name; returns the exit code */
     int (*run)(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv);
     const char *synopsis; /* lines for `dxbctl --help` */
@@ -72,6 +81,7 @@ typedef struct {
     const char *words[CTL_MAX_WORDS]; /* positional words, borrowed from argv */
     size_t n_words;
     const char *values[CTL_MAX_OPTS]; /* value of opt_names[i]; NULL when not given */
+    bool flags[CTL_MAX_FLAGS];        /* flag_names[i] was given */
 } ctl_args_t;
 
 /* ---- usage ------------------------------------------------------------ */
@@ -123,14 +133,26 @@ s_wants_help(int argc, char **argv)
     return false;
 }
 
-/* Matches argv[*i] against the command's options ("--limit N" or
- * "--limit=N"). Returns CTL_CONTINUE on a match, 0 when no option matched,
+/* Matches argv[*i] against the command's flags ("--watch") and options
+ * ("--limit N" or "--limit=N"). Returns CTL_CONTINUE on a match, 0 when no option matched,
  * or the usage exit code. */
 static int
 s_match_option(const ctl_cmd_t *cmd, int argc, char **argv, int *i, ctl_args_t *out)
 {
     const char *arg = argv[*i];
 
+    for (size_t k = 0; cmd->flag_names != NULL && cmd->flag_names[k] != NULL; k++) {
+        const char *name = cmd->flag_names[k];
+        size_t len = strlen(name);
+
+        if (strcmp(arg, name) == 0) {
+            out->flags[k] = true;
+            return CTL_CONTINUE;
+        }
+        if (strncmp(arg, name, len) == 0 && arg[len] == '=') {
+            return s_usage_error(cmd->name, "option '%s' takes no value", name);
+        }
+    }
     for (size_t k = 0; cmd->opt_names != NULL && cmd->opt_names[k] != NULL; k++) {
         const char *name = cmd->opt_names[k];
         size_t len = strlen(name);
@@ -325,6 +347,50 @@ out:
     return rc;
 }
 
+/* Decodes a reply (len bytes at buf, borrowed by *frame) and checks that it
+ * is an ADMIN_REP with code OK; a malformed reply or a refusal is printed on
+ * stderr. Returns CTL_CONTINUE or the exit code. */
+static int
+s_admin_decode(const char *command, const uint8_t *buf, size_t len, dxb_frame_t *frame)
+{
+    char detail[160] = "";
+    dxb_err_t rc = dxb_msg_decode(buf, len, CTL_MAX_REPLY_BYTES, frame, detail, sizeof(detail));
+
+    if (rc == DXB_OK && frame->type != DXB_T_ADMIN_REP) {
+        snprintf(detail, sizeof(detail), "message type %u instead of ADMIN_REP",
+                 (unsigned)frame->type);
+        rc = DXB_ETYPE;
+    }
+    if (rc != DXB_OK) {
+        fprintf(stderr, "dxbctl: %s: malformed reply from broker: %s\n", command,
+                detail[0] != '\0' ? detail : dxb_strerror(rc));
+        return CTL_EXIT_FAIL;
+    }
+    if (frame->u.admin_rep.code != DXB_W_OK) {
+        fprintf(stderr, "dxbctl: %s: %s: ", command, dxb_wire_err_name(frame->u.admin_rep.code));
+        if (frame->u.admin_rep.message.len > 0) {
+            ctl_render_text(stderr, frame->u.admin_rep.message.ptr,
+                            frame->u.admin_rep.message.len);
+        } else {
+            fputs(dxb_strerror(dxb_err_from_wire(frame->u.admin_rep.code)), stderr);
+        }
+        fputc('\n', stderr);
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_CONTINUE;
+}
+
+/* stdout carries only the result, so that it can be piped; a note from the
+ * broker goes to the operator on stderr. */
+static void
+s_admin_note(const ctl_opts_t *opts, const dxb_frame_t *frame)
+{
+    if (!opts->json && frame->u.admin_rep.message.len > 0) {
+        ctl_render_text(stderr, frame->u.admin_rep.message.ptr, frame->u.admin_rep.message.len);
+        fputc('\n', stderr);
+    }
+}
+
 /* Decodes the reply and prints it: the result on stdout, a refusal on
  * stderr. Returns the exit code. */
 static int
@@ -333,27 +399,11 @@ s_admin_reply(const ctl_opts_t *opts, const char *command, const uint8_t *buf, s
 {
     dxb_frame_t frame;
     char detail[160] = "";
-    dxb_err_t rc = dxb_msg_decode(buf, len, CTL_MAX_REPLY_BYTES, &frame, detail, sizeof(detail));
+    int exit_code = s_admin_decode(command, buf, len, &frame);
+    dxb_err_t rc;
 
-    if (rc == DXB_OK && frame.type != DXB_T_ADMIN_REP) {
-        snprintf(detail, sizeof(detail), "message type %u instead of ADMIN_REP",
-                 (unsigned)frame.type);
-        rc = DXB_ETYPE;
-    }
-    if (rc != DXB_OK) {
-        fprintf(stderr, "dxbctl: %s: malformed reply from broker: %s\n", command,
-                detail[0] != '\0' ? detail : dxb_strerror(rc));
-        return CTL_EXIT_FAIL;
-    }
-    if (frame.u.admin_rep.code != DXB_W_OK) {
-        fprintf(stderr, "dxbctl: %s: %s: ", command, dxb_wire_err_name(frame.u.admin_rep.code));
-        if (frame.u.admin_rep.message.len > 0) {
-            ctl_render_text(stderr, frame.u.admin_rep.message.ptr, frame.u.admin_rep.message.len);
-        } else {
-            fputs(dxb_strerror(dxb_err_from_wire(frame.u.admin_rep.code)), stderr);
-        }
-        fputc('\n', stderr);
-        return CTL_EXIT_FAIL;
+    if (exit_code != CTL_CONTINUE) {
+        return exit_code;
     }
     rc = ctl_render_result(stdout, frame.u.admin_rep.result.ptr, frame.u.admin_rep.result.len,
                            opts->json ? CTL_RENDER_JSON : human_mode, detail, sizeof(detail));
@@ -361,34 +411,28 @@ s_admin_reply(const ctl_opts_t *opts, const char *command, const uint8_t *buf, s
         fprintf(stderr, "dxbctl: %s: malformed reply from broker: %s\n", command, detail);
         return CTL_EXIT_FAIL;
     }
-    /* stdout carries only the result, so that it can be piped; a note from
-     * the broker goes to the operator on stderr. */
-    if (!opts->json && frame.u.admin_rep.message.len > 0) {
-        ctl_render_text(stderr, frame.u.admin_rep.message.ptr, frame.u.admin_rep.message.len);
-        fputc('\n', stderr);
-    }
+    s_admin_note(opts, &frame);
     return CTL_EXIT_OK;
 }
 
-/* Runs one admin command (command and args as on the wire) and returns the
- * exit code. human_mode is how the result prints without --json. */
+/* Sends one admin command (command and args as on the wire) and receives the
+ * reply into rep (initialised and owned by the caller). Returns CTL_CONTINUE,
+ * or the exit code after printing why not. */
 static int
-s_admin_call(const ctl_opts_t *opts, const char *command, const char *const *args, size_t n_args,
-             ctl_render_mode_t human_mode)
+s_admin_request(const ctl_opts_t *opts, const char *command, const char *const *args,
+                size_t n_args, zmq_msg_t *rep)
 {
     msgpack_sbuffer req;
-    zmq_msg_t rep;
     int exit_code = CTL_EXIT_FAIL;
     dxb_err_t rc;
 
     msgpack_sbuffer_init(&req);
-    zmq_msg_init(&rep);
     rc = dxb_msg_enc_admin_req(&req, command, args, n_args);
     if (rc != DXB_OK) {
         fprintf(stderr, "dxbctl: %s: cannot encode the request: %s\n", command, dxb_strerror(rc));
         goto out;
     }
-    rc = s_admin_exchange(opts, &req, &rep);
+    rc = s_admin_exchange(opts, &req, rep);
     if (rc == DXB_ETIMEOUT) {
         fprintf(stderr,
                 "dxbctl: no answer from broker at %s within %d ms (is dxb-broker running? "
@@ -401,10 +445,28 @@ s_admin_call(const ctl_opts_t *opts, const char *command, const char *const *arg
         exit_code = rc == DXB_EINVAL ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
         goto out;
     }
-    exit_code = s_admin_reply(opts, command, zmq_msg_data(&rep), zmq_msg_size(&rep), human_mode);
+    exit_code = CTL_CONTINUE;
 out:
-    zmq_msg_close(&rep);
     msgpack_sbuffer_destroy(&req);
+    return exit_code;
+}
+
+/* Runs one admin command (command and args as on the wire) and returns the
+ * exit code. human_mode is how the result prints without --json. */
+static int
+s_admin_call(const ctl_opts_t *opts, const char *command, const char *const *args, size_t n_args,
+             ctl_render_mode_t human_mode)
+{
+    zmq_msg_t rep;
+    int exit_code;
+
+    zmq_msg_init(&rep);
+    exit_code = s_admin_request(opts, command, args, n_args, &rep);
+    if (exit_code == CTL_CONTINUE) {
+        exit_code = s_admin_reply(opts, command, zmq_msg_data(&rep), zmq_msg_size(&rep),
+                                  human_mode);
+    }
+    zmq_msg_close(&rep);
     return exit_code;
 }
 
@@ -621,14 +683,678 @@ s_cmd_audit(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
     return s_admin_call(opts, "audit.tail", wire_args, n > 0 ? 1 : 0, CTL_RENDER_TABLE);
 }
 
+/* ---- transfers -------------------------------------------------------- */
+
+/* Polls of --watch and --wait: default and range of --interval. */
+#define CTL_XFER_INTERVAL_MS 1000
+#define CTL_XFER_MIN_INTERVAL_MS 100
+#define CTL_XFER_MAX_INTERVAL_MS 3600000
+/* Largest --timeout-wait, in seconds (30 days). */
+#define CTL_XFER_MAX_WAIT_S 2592000
+/* How long --wait waits for a transfer the broker does not know yet: the
+ * agent logs AGT-XFERSTART before its first chunk reaches the broker. */
+#define CTL_XFER_APPEAR_MS 30000
+
+/* What `transfers` was asked to do. */
+typedef struct {
+    bool watch;              /* --watch */
+    const char *wait_prefix; /* --wait: 1..32 hex digits, borrowed from argv; NULL without */
+    int interval_ms;         /* between polls, CTL_XFER_MIN_INTERVAL_MS..CTL_XFER_MAX_INTERVAL_MS */
+    int wait_s;              /* --timeout-wait; 0 = no limit */
+} ctl_xfer_req_t;
+
+/* The progress display of --watch and --wait on stdout. */
+typedef struct {
+    bool tty;     /* stdout is a terminal that takes ANSI escapes: redraw in place */
+    size_t cols;  /* terminal columns (tty); lines are cut to cols - 1 so none wraps */
+    size_t rows;  /* terminal rows (tty) */
+    size_t drawn; /* lines of the frame on the screen now (tty); 0 after a clear */
+} ctl_screen_t;
+
+/* What --watch counts in one poll. */
+typedef struct {
+    uint64_t since_ms; /* wall clock when the watch began */
+    size_t in_flight;  /* transfers receiving or delivering */
+    size_t finished;   /* transfers done since since_ms */
+} ctl_watch_t;
+
+/* The transfers --wait looks for. */
+typedef struct {
+    const char *prefix; /* borrowed; hex digits */
+    size_t prefix_len;  /* 1..CTL_XFER_ID_LEN */
+    size_t matches;     /* transfers whose id starts with prefix */
+    ctl_xfer_t found;   /* the last of them */
+} ctl_find_t;
+
+/* Signal that ended a watch or wait; 0 while none came. */
+static volatile sig_atomic_t s_stop_signo;
+
+static void
+s_on_stop_signal(int signo)
+{
+    s_stop_signo = signo;
+}
+
+/* Installs the SIGINT/SIGTERM handler and keeps both signals blocked except
+ * while s_pause sleeps, so that one arriving during an admin exchange ends
+ * the next sleep at once instead of getting lost. libzmq's threads, started
+ * later, inherit the mask. *sleep_mask receives the mask to sleep with. A
+ * signal the caller ignores (nohup) stays ignored. */
+static void
+s_catch_stop_signals(sigset_t *sleep_mask)
+{
+    static const int signals[] = {SIGINT, SIGTERM};
+    struct sigaction sa;
+    sigset_t block;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        struct sigaction old;
+
+        if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN &&
+            sigaction(signals[i], &sa, NULL) == 0) {
+            sigaddset(&block, signals[i]);
+        }
+    }
+    sigprocmask(SIG_BLOCK, &block, sleep_mask);
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        if (sigismember(&block, signals[i]) == 1) {
+            sigdelset(sleep_mask, signals[i]);
+        }
+    }
+}
+
+/* Sleeps ms milliseconds, or less when a stop signal arrives. */
+static void
+s_pause(uint64_t ms, const sigset_t *sleep_mask)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    /* EINTR is the point: the handler has set s_stop_signo. */
+    (void)ppoll(NULL, 0, &ts, sleep_mask);
+}
+
+static void
+s_screen_init(ctl_screen_t *scr)
+{
+    const char *term = getenv("TERM");
+
+    memset(scr, 0, sizeof(*scr));
+    scr->tty = isatty(STDOUT_FILENO) == 1 && (term == NULL || strcmp(term, "dumb") != 0);
+    if (scr->tty) {
+        /* A frame reaches the terminal in one write, at s_screen_flush. */
+        setvbuf(stdout, NULL, _IOFBF, 0);
+    }
+}
+
+/* Erases the frame on the screen and takes the terminal's size again. */
+static void
+s_screen_clear(ctl_screen_t *scr)
+{
+    struct winsize ws;
+
+    if (!scr->tty) {
+        return;
+    }
+    if (scr->drawn > 0) {
+        /* Back to the frame's first line, then erase to the end of the screen. */
+        printf("\r\033[%zuA\033[J", scr->drawn);
+        scr->drawn = 0;
+    }
+    scr->cols = 80;
+    scr->rows = 24;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_row > 0) {
+        scr->cols = ws.ws_col;
+        scr->rows = ws.ws_row;
+    }
+}
+
+/* Prints one line of the frame. */
+static void
+s_screen_line(ctl_screen_t *scr, const char *text)
+{
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    if (scr->tty) {
+        scr->drawn++;
+    }
+}
+
+/* Prints one transfer as a plain line (for logs and pipes). */
+static void
+s_screen_xfer(ctl_screen_t *scr, const ctl_xfer_t *x)
+{
+    char line[1024];
+
+    ctl_render_xfer_line(line, sizeof(line), x);
+    s_screen_line(scr, line);
+}
+
+/* Draws the transfers pick selects as a table with progress bars, fitted to
+ * the terminal with room for extra_lines below. *picked receives how many
+ * pick selected, *shown how many of them fitted.
+ * Errors: as ctl_render_xfer_table, reported here. */
+static int
+s_screen_bars(ctl_screen_t *scr, const dxb_bytes_t *result, ctl_xfer_fn pick, void *pick_arg,
+              size_t extra_lines, size_t *picked, size_t *shown)
+{
+    /* The header, the extra lines and the cursor's own line stay on the
+     * screen, or cursor-up cannot reach the frame's first line. */
+    size_t room = scr->rows > extra_lines + 2 ? scr->rows - extra_lines - 2 : 1;
+    ctl_xfer_view_t view = {
+        .now_ms = dxb_now_ms(),
+        .bars = true,
+        .pick = pick,
+        .pick_arg = pick_arg,
+        .max_rows = room,
+        .max_cols = scr->cols - 1,
+    };
+    char detail[160] = "";
+
+    if (ctl_render_xfer_table(stdout, result->ptr, result->len, &view, picked, detail,
+                              sizeof(detail)) != DXB_OK) {
+        fprintf(stderr, "dxbctl: transfers: malformed reply from broker: %s\n", detail);
+        return CTL_EXIT_FAIL;
+    }
+    *shown = *picked < room ? *picked : room;
+    /* The header, or "(none)". */
+    scr->drawn += 1 + *shown;
+    return CTL_CONTINUE;
+}
+
+static void
+s_screen_flush(void)
+{
+    fflush(stdout);
+}
+
+/* Checks a result and walks it; a malformed one is reported. Returns
+ * CTL_CONTINUE or the exit code. */
+static int
+s_xfer_walk(const dxb_bytes_t *result, ctl_xfer_fn fn, void *arg)
+{
+    char detail[160] = "";
+
+    if (ctl_render_xfer_each(result->ptr, result->len, fn, arg, detail, sizeof(detail)) !=
+        DXB_OK) {
+        fprintf(stderr, "dxbctl: transfers: malformed reply from broker: %s\n", detail);
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_CONTINUE;
+}
+
+/* Asks the broker for its transfers into rep (initialised and owned by the
+ * caller). On CTL_CONTINUE *frame holds the reply, borrowing from rep. */
+static int
+s_xfer_fetch(const ctl_opts_t *opts, zmq_msg_t *rep, dxb_frame_t *frame)
+{
+    int exit_code = s_admin_request(opts, "transfers", NULL, 0, rep);
+
+    if (exit_code != CTL_CONTINUE) {
+        return exit_code;
+    }
+    return s_admin_decode("transfers", zmq_msg_data(rep), zmq_msg_size(rep), frame);
+}
+
+static bool
+s_xfer_in_flight(const ctl_xfer_t *x)
+{
+    return x->state == CTL_XFER_RECEIVING || x->state == CTL_XFER_DELIVERING;
+}
+
+/* `transfers` without --watch or --wait: one listing. */
+static int
+s_xfer_list(const ctl_opts_t *opts)
+{
+    zmq_msg_t rep;
+    dxb_frame_t frame;
+    char detail[160] = "";
+    ctl_xfer_view_t view = {.now_ms = dxb_now_ms()};
+    int exit_code;
+
+    if (opts->json) {
+        return s_admin_call(opts, "transfers", NULL, 0, CTL_RENDER_TABLE);
+    }
+    zmq_msg_init(&rep);
+    exit_code = s_xfer_fetch(opts, &rep, &frame);
+    if (exit_code != CTL_CONTINUE) {
+        goto out;
+    }
+    if (ctl_render_xfer_table(stdout, frame.u.admin_rep.result.ptr, frame.u.admin_rep.result.len,
+                              &view, NULL, detail, sizeof(detail)) != DXB_OK) {
+        fprintf(stderr, "dxbctl: transfers: malformed reply from broker: %s\n", detail);
+        exit_code = CTL_EXIT_FAIL;
+        goto out;
+    }
+    s_admin_note(opts, &frame);
+    exit_code = CTL_EXIT_OK;
+out:
+    zmq_msg_close(&rep);
+    return exit_code;
+}
+
+static bool
+s_watch_finished(const ctl_watch_t *w, const ctl_xfer_t *x)
+{
+    /* updated_ms is the broker's wall clock; the admin socket is local. */
+    return x->state == CTL_XFER_DONE && x->updated_ms >= w->since_ms;
+}
+
+static bool
+s_watch_count(void *arg, const ctl_xfer_t *x)
+{
+    ctl_watch_t *w = arg;
+
+    w->in_flight += s_xfer_in_flight(x) ? 1 : 0;
+    w->finished += s_watch_finished(w, x) ? 1 : 0;
+    return true;
+}
+
+/* The terminal frame: transfers in flight, and those that finished while we
+ * watched, at 100%. */
+static bool
+s_watch_pick(void *arg, const ctl_xfer_t *x)
+{
+    return s_xfer_in_flight(x) || s_watch_finished(arg, x);
+}
+
+/* Without a terminal: a line per transfer in flight; their end is in the
+ * summary. */
+static bool
+s_watch_log(void *arg, const ctl_xfer_t *x)
+{
+    if (s_xfer_in_flight(x)) {
+        s_screen_xfer(arg, x);
+    }
+    return true;
+}
+
+static bool
+s_watch_summary(void *arg, const ctl_xfer_t *x)
+{
+    ctl_watch_t *w = arg;
+
+    char line[1024];
+
+    if (s_watch_finished(w, x)) {
+        ctl_render_xfer_line(line, sizeof(line), x);
+        puts(line);
+    }
+    return true;
+}
+
+/* Draws one poll's frame, or a log line per transfer in flight. */
+static int
+s_watch_frame(ctl_screen_t *scr, ctl_watch_t *w, const dxb_bytes_t *result, int interval_ms)
+{
+    char line[160];
+    size_t picked = 0;
+    size_t shown = 0;
+    int exit_code;
+
+    if (!scr->tty) {
+        return s_xfer_walk(result, s_watch_log, scr);
+    }
+    s_screen_clear(scr);
+    /* Room for "... and N more" and the status line. */
+    exit_code = s_screen_bars(scr, result, s_watch_pick, w, 2, &picked, &shown);
+    if (exit_code != CTL_CONTINUE) {
+        return exit_code;
+    }
+    if (picked > shown) {
+        snprintf(line, sizeof(line), "... and %zu more", picked - shown);
+        s_screen_line(scr, line);
+    }
+    snprintf(line, sizeof(line), "%zu in flight, %zu done; every %d ms, Ctrl-C stops",
+             w->in_flight, w->finished, interval_ms);
+    s_screen_line(scr, line);
+    return CTL_CONTINUE;
+}
+
+/* One poll of --watch. Returns CTL_CONTINUE while transfers are in flight,
+ * else the exit code. */
+static int
+s_watch_poll(const ctl_opts_t *opts, ctl_screen_t *scr, ctl_watch_t *w, int interval_ms)
+{
+    zmq_msg_t rep;
+    dxb_frame_t frame;
+    int exit_code;
+
+    zmq_msg_init(&rep);
+    w->in_flight = 0;
+    w->finished = 0;
+    exit_code = s_xfer_fetch(opts, &rep, &frame);
+    if (exit_code == CTL_CONTINUE) {
+        exit_code = s_xfer_walk(&frame.u.admin_rep.result, s_watch_count, w);
+    }
+    if (exit_code != CTL_CONTINUE) {
+        goto out;
+    }
+    if (w->in_flight > 0) {
+        exit_code = s_watch_frame(scr, w, &frame.u.admin_rep.result, interval_ms);
+        goto out;
+    }
+    /* The last poll replaces the frame with a summary. */
+    s_screen_clear(scr);
+    exit_code = s_xfer_walk(&frame.u.admin_rep.result, s_watch_summary, w);
+    if (exit_code == CTL_CONTINUE) {
+        printf("no transfer in flight; %zu finished while watching\n", w->finished);
+        exit_code = CTL_EXIT_OK;
+    }
+out:
+    zmq_msg_close(&rep);
+    return exit_code;
+}
+
+/* `transfers --watch`: redraws until no transfer is in flight. */
+static int
+s_xfer_watch(const ctl_opts_t *opts, const ctl_xfer_req_t *req)
+{
+    ctl_screen_t scr;
+    ctl_watch_t w;
+    sigset_t sleep_mask;
+
+    s_catch_stop_signals(&sleep_mask);
+    s_screen_init(&scr);
+    memset(&w, 0, sizeof(w));
+    w.since_ms = dxb_now_ms();
+    for (;;) {
+        int exit_code = s_watch_poll(opts, &scr, &w, req->interval_ms);
+
+        s_screen_flush();
+        if (exit_code != CTL_CONTINUE) {
+            return exit_code;
+        }
+        s_pause((uint64_t)req->interval_ms, &sleep_mask);
+        if (s_stop_signo != 0) {
+            printf("stopped; %zu transfer%s still in flight\n", w.in_flight,
+                   w.in_flight == 1 ? "" : "s");
+            return CTL_EXIT_OK;
+        }
+    }
+}
+
+static bool
+s_find_row(void *arg, const ctl_xfer_t *x)
+{
+    ctl_find_t *f = arg;
+
+    if (strlen(x->id) >= f->prefix_len && strncasecmp(x->id, f->prefix, f->prefix_len) == 0) {
+        f->matches++;
+        f->found = *x;
+    }
+    return true;
+}
+
+/* The line --wait ends with when the transfer is done. */
+static void
+s_print_done(const ctl_xfer_t *x)
+{
+    char size[32];
+    char took[32];
+    char rate[32];
+    uint64_t ms = x->updated_ms > x->started_ms ? x->updated_ms - x->started_ms : 0;
+
+    ctl_render_format_bytes(size, sizeof(size), x->total_bytes);
+    ctl_render_format_duration(took, sizeof(took), ms / 1000);
+    ctl_render_format_rate(rate, sizeof(rate), x->rate_bps);
+    printf("transfer %.*s done: %s from %s to %" PRIu64 " recipient%s in %s (%s)\n",
+           CTL_XFER_SHORT_ID_LEN, x->id, size, x->sender, x->recipients,
+           x->recipients == 1 ? "" : "s", took, rate);
+}
+
+/* The row of the transfer --wait follows. */
+static bool
+s_find_pick(void *arg, const ctl_xfer_t *x)
+{
+    const ctl_find_t *f = arg;
+
+    return strcmp(x->id, f->found.id) == 0;
+}
+
+/* Decides on one poll of --wait. Returns CTL_CONTINUE while the transfer is
+ * on its way (or not there yet), else the exit code after saying why. *seen
+ * is set once the transfer was found. */
+static int
+s_wait_judge(ctl_screen_t *scr, const ctl_find_t *f, bool *seen, uint64_t waited_ms)
+{
+    if (f->matches > 1) {
+        s_screen_clear(scr);
+        fprintf(stderr,
+                "dxbctl: transfers: id prefix '%s' matches %zu transfers; give more digits\n",
+                f->prefix, f->matches);
+        return CTL_EXIT_FAIL;
+    }
+    if (f->matches == 0 && *seen) {
+        s_screen_clear(scr);
+        fprintf(stderr,
+                "dxbctl: transfers: transfer %s is gone before it was done (the broker forgets "
+                "a transfer that stays idle too long)\n",
+                f->prefix);
+        return CTL_EXIT_FAIL;
+    }
+    if (f->matches == 0) {
+        if (waited_ms >= CTL_XFER_APPEAR_MS) {
+            s_screen_clear(scr);
+            fprintf(stderr,
+                    "dxbctl: transfers: no transfer with an id starting with '%s' within %d s\n",
+                    f->prefix, CTL_XFER_APPEAR_MS / 1000);
+            return CTL_EXIT_FAIL;
+        }
+        return CTL_CONTINUE;
+    }
+    *seen = true;
+    if (f->found.state == CTL_XFER_DONE) {
+        s_screen_clear(scr);
+        s_print_done(&f->found);
+        return CTL_EXIT_OK;
+    }
+    return CTL_CONTINUE;
+}
+
+/* Shows where the transfer --wait follows stands. */
+static int
+s_wait_draw(ctl_screen_t *scr, ctl_find_t *f, const dxb_bytes_t *result)
+{
+    char line[160];
+    size_t picked = 0;
+    size_t shown = 0;
+
+    if (!scr->tty) {
+        if (f->matches == 1) {
+            s_screen_xfer(scr, &f->found);
+        }
+        return CTL_CONTINUE;
+    }
+    s_screen_clear(scr);
+    if (f->matches == 0) {
+        snprintf(line, sizeof(line), "waiting for transfer %s to reach the broker, Ctrl-C stops",
+                 f->prefix);
+        s_screen_line(scr, line);
+        return CTL_CONTINUE;
+    }
+    return s_screen_bars(scr, result, s_find_pick, f, 0, &picked, &shown);
+}
+
+/* One poll of --wait. Returns CTL_CONTINUE while the transfer is on its way,
+ * else the exit code. */
+static int
+s_wait_poll(const ctl_opts_t *opts, ctl_screen_t *scr, ctl_find_t *f, bool *seen,
+            uint64_t waited_ms)
+{
+    zmq_msg_t rep;
+    dxb_frame_t frame;
+    int exit_code;
+
+    zmq_msg_init(&rep);
+    f->matches = 0;
+    exit_code = s_xfer_fetch(opts, &rep, &frame);
+    if (exit_code == CTL_CONTINUE) {
+        exit_code = s_xfer_walk(&frame.u.admin_rep.result, s_find_row, f);
+    }
+    if (exit_code == CTL_CONTINUE) {
+        exit_code = s_wait_judge(scr, f, seen, waited_ms);
+    }
+    if (exit_code == CTL_CONTINUE) {
+        exit_code = s_wait_draw(scr, f, &frame.u.admin_rep.result);
+    }
+    zmq_msg_close(&rep);
+    return exit_code;
+}
+
+/* `transfers --wait`: follows one transfer until it is done. */
+static int
+s_xfer_wait(const ctl_opts_t *opts, const ctl_xfer_req_t *req)
+{
+    ctl_screen_t scr;
+    ctl_find_t f;
+    sigset_t sleep_mask;
+    bool seen = false;
+    uint64_t start_ms;
+    uint64_t deadline_ms;
+
+    s_catch_stop_signals(&sleep_mask);
+    s_screen_init(&scr);
+    memset(&f, 0, sizeof(f));
+    f.prefix = req->wait_prefix;
+    f.prefix_len = strlen(req->wait_prefix);
+    start_ms = dxb_mono_ms();
+    deadline_ms = req->wait_s > 0 ? start_ms + (uint64_t)req->wait_s * 1000 : UINT64_MAX;
+    for (;;) {
+        uint64_t now_ms = dxb_mono_ms();
+        int exit_code = s_wait_poll(opts, &scr, &f, &seen, now_ms - start_ms);
+
+        s_screen_flush();
+        if (exit_code != CTL_CONTINUE) {
+            return exit_code;
+        }
+        now_ms = dxb_mono_ms();
+        if (now_ms >= deadline_ms) {
+            fprintf(stderr, "dxbctl: transfers: transfer %s not done within %d s", f.prefix,
+                    req->wait_s);
+            if (seen) {
+                fprintf(stderr, " (%s, %u%% delivered)", f.found.state_text,
+                        (unsigned)(f.found.progress * 100.0));
+            }
+            fputc('\n', stderr);
+            return CTL_EXIT_NOANSWER;
+        }
+        s_pause(deadline_ms - now_ms < (uint64_t)req->interval_ms ? deadline_ms - now_ms
+                                                                   : (uint64_t)req->interval_ms,
+                &sleep_mask);
+        if (s_stop_signo != 0) {
+            /* The shell's convention for a command ended by a signal. */
+            return 128 + (int)s_stop_signo;
+        }
+    }
+}
+
+/* Checks --wait's id prefix: 1..32 hex digits. */
+static bool
+s_xfer_prefix_valid(const char *prefix)
+{
+    size_t len = strlen(prefix);
+
+    if (len == 0 || len > CTL_XFER_ID_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = prefix[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Turns the command line of `transfers` into req. Returns CTL_CONTINUE or
+ * the usage exit code. */
+static int
+s_xfer_parse(const ctl_cmd_t *cmd, const ctl_opts_t *opts, const ctl_args_t *args,
+             ctl_xfer_req_t *req)
+{
+    const char *interval = args->values[0];
+    const char *wait_s = args->values[2];
+
+    memset(req, 0, sizeof(*req));
+    req->watch = args->flags[0];
+    req->wait_prefix = args->values[1];
+    req->interval_ms = CTL_XFER_INTERVAL_MS;
+    if (args->n_words > 0) {
+        return s_usage_error(cmd->name, "'transfers' takes no arguments, got '%s'",
+                             args->words[0]);
+    }
+    if (req->watch && req->wait_prefix != NULL) {
+        return s_usage_error(cmd->name, "'--watch' and '--wait' do not go together");
+    }
+    if (opts->json && (req->watch || req->wait_prefix != NULL)) {
+        return s_usage_error(cmd->name, "'--json' lists once; it does not go with '%s'",
+                             req->watch ? "--watch" : "--wait");
+    }
+    if (interval != NULL && !req->watch && req->wait_prefix == NULL) {
+        return s_usage_error(cmd->name, "'--interval' belongs to '--watch' or '--wait'");
+    }
+    if (wait_s != NULL && req->wait_prefix == NULL) {
+        return s_usage_error(cmd->name, "'--timeout-wait' belongs to '--wait'");
+    }
+    if (interval != NULL &&
+        (!s_parse_count(interval, CTL_XFER_MAX_INTERVAL_MS, &req->interval_ms) ||
+         req->interval_ms < CTL_XFER_MIN_INTERVAL_MS)) {
+        return s_usage_error(cmd->name,
+                             "invalid value '%s' for '--interval': expected milliseconds %d..%d",
+                             interval, CTL_XFER_MIN_INTERVAL_MS, CTL_XFER_MAX_INTERVAL_MS);
+    }
+    if (wait_s != NULL && !s_parse_count(wait_s, CTL_XFER_MAX_WAIT_S, &req->wait_s)) {
+        return s_usage_error(cmd->name,
+                             "invalid value '%s' for '--timeout-wait': expected seconds 1..%d",
+                             wait_s, CTL_XFER_MAX_WAIT_S);
+    }
+    if (req->wait_prefix != NULL && !s_xfer_prefix_valid(req->wait_prefix)) {
+        return s_usage_error(cmd->name,
+                             "invalid transfer id prefix '%s': expected 1-%d hex digits",
+                             req->wait_prefix, CTL_XFER_ID_LEN);
+    }
+    return CTL_CONTINUE;
+}
+
+static int
+s_cmd_transfers(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
+{
+    ctl_args_t args;
+    ctl_xfer_req_t req;
+    int exit_code = s_parse_args(cmd, opts, argc, argv, &args);
+
+    if (exit_code != CTL_CONTINUE) {
+        return exit_code;
+    }
+    exit_code = s_xfer_parse(cmd, opts, &args, &req);
+    if (exit_code != CTL_CONTINUE) {
+        return exit_code;
+    }
+    if (req.watch) {
+        return s_xfer_watch(opts, &req);
+    }
+    if (req.wait_prefix != NULL) {
+        return s_xfer_wait(opts, &req);
+    }
+    return s_xfer_list(opts);
+}
+
 /* ---- command table ---------------------------------------------------- */
 
 static const char *const s_keygen_opts[] = {"--name", "--out", NULL};
 static const char *const s_queues_opts[] = {"--limit", NULL};
 static const char *const s_audit_opts[] = {"--n", NULL};
+/* s_xfer_parse reads the values by these positions. */
+static const char *const s_transfers_opts[] = {"--interval", "--wait", "--timeout-wait", NULL};
+static const char *const s_transfers_flags[] = {"--watch", NULL};
 
 static const ctl_cmd_t s_cmds[] = {
-    {"keygen", s_keygen_opts, s_cmd_keygen,
+    {"keygen", s_keygen_opts, NULL, s_cmd_keygen,
      "  keygen --name ID --out DIR     create a node's key files (no broker needed)\n",
      "usage: dxbctl keygen --name ID --out DIR\n"
      "\n"
@@ -638,13 +1364,13 @@ static const ctl_cmd_t s_cmds[] = {
      "registry and the peers' configs name the node by.\n"
      "\n"
      "ID is 1-64 characters of [a-z0-9_-] in dot-separated labels, e.g. sq.hrss.\n"},
-    {"nodes", NULL, s_cmd_nodes,
+    {"nodes", NULL, NULL, s_cmd_nodes,
      "  nodes                          registered nodes and their connection state\n",
      "usage: dxbctl nodes\n"
      "\n"
      "Lists the nodes of the broker's registry: region, level, clearance, whether\n"
      "connected, when last seen and how many messages wait for it.\n"},
-    {"queues", s_queues_opts, s_cmd_queues,
+    {"queues", s_queues_opts, NULL, s_cmd_queues,
      "  queues                         the delivery queue of every node\n"
      "  queues peek NODE [--limit N]   messages waiting in NODE's queue, oldest first\n",
      "usage: dxbctl queues\n"
@@ -654,7 +1380,7 @@ static const ctl_cmd_t s_cmds[] = {
      "oldest and how many are in flight. 'queues peek' lists the head of one\n"
      "node's queue (message id, sender, dataset, size, attempts); payloads are\n"
      "end-to-end encrypted and never shown.\n"},
-    {"dlq", NULL, s_cmd_dlq,
+    {"dlq", NULL, NULL, s_cmd_dlq,
      "  dlq list [NODE]                dead letters, of all nodes or of NODE\n"
      "  dlq retry ID|all               put dead letters back into their queues\n"
      "  dlq drop ID|all                delete dead letters for good\n",
@@ -665,11 +1391,11 @@ static const ctl_cmd_t s_cmds[] = {
      "Messages the broker could not deliver (TTL passed, too many attempts,\n"
      "refused by the recipient) wait in the dead-letter queue with the reason.\n"
      "ID is the DLQ_ID column of 'dlq list'. Retry and drop are audited.\n"},
-    {"stats", NULL, s_cmd_stats, "  stats                          the broker's counters\n",
+    {"stats", NULL, NULL, s_cmd_stats, "  stats                          the broker's counters\n",
      "usage: dxbctl stats\n"
      "\n"
      "Prints the broker's counters, one per line (one JSON row with --json).\n"},
-    {"audit", s_audit_opts, s_cmd_audit,
+    {"audit", s_audit_opts, NULL, s_cmd_audit,
      "  audit tail [--n N]             the newest audit records\n"
      "  audit verify                   check the audit hash chain\n",
      "usage: dxbctl audit tail [--n N]\n"
@@ -679,6 +1405,40 @@ static const ctl_cmd_t s_cmds[] = {
      "not given): sequence, time, actor, action, object, result and detail.\n"
      "verify walks the whole hash chain; it exits 1 naming the first broken\n"
      "record when a record was changed, deleted, inserted or reordered.\n"},
+    {"transfers", s_transfers_opts, s_transfers_flags, s_cmd_transfers,
+     "  transfers                      large-file transfers in flight, with progress\n"
+     "  transfers --watch              redraw their progress until all are done\n"
+     "  transfers --wait ID            wait until one transfer is done\n",
+     "usage: dxbctl transfers\n"
+     "       dxbctl transfers --watch [--interval MS]\n"
+     "       dxbctl transfers --wait ID_PREFIX [--timeout-wait S] [--interval MS]\n"
+     "\n"
+     "Lists the chunked transfers of large files the broker knows: those in\n"
+     "flight and those done within the last hour. Per transfer: the first 12\n"
+     "hex digits of its id, sender, dataset, recipients, state (receiving: the\n"
+     "broker does not have every chunk yet; delivering; done), the file bytes\n"
+     "every recipient acknowledged out of the file's size, percent, average\n"
+     "rate, estimated time left and age. Units are binary (1 MiB = 1048576\n"
+     "bytes). With --json the broker's rows are printed as they are.\n"
+     "\n"
+     "--watch asks again every MS milliseconds (default 1000, at least 100). On\n"
+     "a terminal it redraws a progress bar per transfer in place; otherwise it\n"
+     "prints one line per transfer in flight per poll. It prints a summary and\n"
+     "exits 0 once no transfer is receiving or delivering, or on SIGINT/SIGTERM.\n"
+     "\n"
+     "--wait follows the one transfer whose id starts with ID_PREFIX (hex, as\n"
+     "in the ID column or the sender's AGT-XFERSTART log line) until it is done,\n"
+     "showing its progress the same way. A transfer the broker does not know\n"
+     "yet is awaited for up to 30 s. Exit status: 0 done; 1 it never appeared,\n"
+     "disappeared unfinished, or the prefix matches several transfers; 2 not\n"
+     "done within S seconds (default: no limit) or no answer from the broker;\n"
+     "128+N when ended by signal N.\n"
+     "\n"
+     "examples:\n"
+     "  dxbctl transfers\n"
+     "  dxbctl --json transfers | jq '.[] | select(.state != \"done\")'\n"
+     "  dxbctl transfers --watch --interval 500\n"
+     "  dxbctl transfers --wait 3f9a2c71 --timeout-wait 3600 && echo delivered\n"},
 };
 
 static void

@@ -453,6 +453,9 @@ class Broker(Daemon):
             "store": {"map_size": "64MiB", "sync": "durable", "batch_max": 256},
             "delivery": {"redeliver_ms": REDELIVER_MS, "max_attempts": 50},
             "heartbeat": {"interval_ms": HEARTBEAT_MS, "timeout_ms": TIMEOUT_MS},
+            # Transport tests run without governance (no catalog, no grants);
+            # the governance tests turn it on (governance={"enforce": True}).
+            "governance": {"enforce": False},
             "nodes": [self._node_entry(n) for n in self.nodes],
         }
         for section, values in self.overrides.items():

@@ -1152,7 +1152,7 @@ test_decode_refuses_unknown_type(void **state)
     assert_int_equal(t_decode_status(T_LIT("\x93\x01\x00\x00")), DXB_ETYPE);
     assert_int_equal(t_decode_status(T_LIT("\x93\x01\x0d\x00")), DXB_ETYPE);
     assert_int_equal(t_decode_status(T_LIT("\x93\x01\x63\x00")), DXB_ETYPE);
-    assert_int_equal(t_decode_status(T_LIT("\x93\x01\x2d\x00")), DXB_ETYPE); /* 45 */
+    assert_int_equal(t_decode_status(T_LIT("\x93\x01\x30\x00")), DXB_ETYPE); /* 48 */
     assert_int_equal(t_decode_status(T_LIT("\x93\x01\xcd\x01\x00\x00")), DXB_ETYPE);
 }
 
@@ -1871,6 +1871,314 @@ test_plaintext_decode_refuses_malformed_plaintexts(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- API streams (types 45-47) --------------------------------------------- */
+
+#define T_BIG_SIZE 5368709120ull /* 5 GiB: the size and offsets need 64 bits */
+static const uint8_t T_HASH[32] = {0xb2, 0xb2, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
+                                   0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+                                   0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
+                                   0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0xff};
+
+static void
+t_build_api_stream_begin(msgpack_sbuffer *sb)
+{
+    assert_int_equal(dxb_msg_enc_api_stream_begin(sb, 11, "hr.employees", T_RCPTS, 2,
+                                                  t_cbytes("base.bin"), T_BIG_SIZE, 3600),
+                     DXB_OK);
+}
+
+static void
+t_build_api_stream_data(msgpack_sbuffer *sb)
+{
+    assert_int_equal(
+        dxb_msg_enc_api_stream_data(sb, 11, T_BIG_SIZE - 4, t_cbytes(T_PAYLOAD)), DXB_OK);
+}
+
+static void
+t_build_api_stream_end(msgpack_sbuffer *sb)
+{
+    assert_int_equal(dxb_msg_enc_api_stream_end(sb, 11, T_HASH), DXB_OK);
+}
+
+/* Decodes with a limit that admits the largest DATA frame. */
+static dxb_err_t
+t_decode_big_status(const msgpack_sbuffer *sb)
+{
+    dxb_frame_t f;
+    return dxb_msg_decode((const uint8_t *)sb->data, sb->size, 2 * DXB_MAX_STREAM_DATA, &f, NULL,
+                          0);
+}
+
+static void
+test_api_stream_begin_round_trips(void **state)
+{
+    (void)state;
+    dxb_frame_t f;
+    dxb_iter_t it;
+    char id[DXB_ID_CAP];
+    uint8_t *copy = t_round_trip(t_build_api_stream_begin, DXB_T_API_STREAM_BEGIN, &f);
+    assert_int_equal(f.u.api_stream_begin.req, 11);
+    assert_string_equal(f.u.api_stream_begin.dataset, "hr.employees");
+    assert_int_equal(f.u.api_stream_begin.n_recipients, 2);
+    dxb_msg_recipients_begin(f.u.api_stream_begin.recipients, f.u.api_stream_begin.n_recipients,
+                             &it);
+    assert_true(dxb_msg_next_recipient(&it, id));
+    assert_string_equal(id, "sq.mca");
+    assert_true(dxb_msg_next_recipient(&it, id));
+    assert_string_equal(id, "js.province");
+    assert_false(dxb_msg_next_recipient(&it, id));
+    t_assert_bytes(f.u.api_stream_begin.name, "base.bin", 8);
+    assert_true(f.u.api_stream_begin.size == T_BIG_SIZE);
+    assert_int_equal(f.u.api_stream_begin.ttl_s, 3600);
+    free(copy);
+}
+
+static void
+test_api_stream_data_round_trips_up_to_4_mib(void **state)
+{
+    (void)state;
+    dxb_frame_t f;
+    uint8_t *copy = t_round_trip(t_build_api_stream_data, DXB_T_API_STREAM_DATA, &f);
+    assert_int_equal(f.u.api_stream_data.req, 11);
+    assert_true(f.u.api_stream_data.offset == T_BIG_SIZE - 4);
+    t_assert_bytes(f.u.api_stream_data.data, T_PAYLOAD, strlen(T_PAYLOAD));
+    free(copy);
+
+    /* The largest DATA frame: exactly 4 MiB of data. */
+    uint8_t *data = malloc(DXB_MAX_STREAM_DATA);
+    assert_non_null(data);
+    memset(data, 0x5c, DXB_MAX_STREAM_DATA);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_data(&sb, 12, 0, t_bytes(data, DXB_MAX_STREAM_DATA)), DXB_OK);
+    assert_int_equal(dxb_msg_decode((const uint8_t *)sb.data, sb.size, 2 * DXB_MAX_STREAM_DATA,
+                                    &f, NULL, 0),
+                     DXB_OK);
+    assert_int_equal(f.type, DXB_T_API_STREAM_DATA);
+    t_assert_bytes(f.u.api_stream_data.data, data, DXB_MAX_STREAM_DATA);
+    msgpack_sbuffer_destroy(&sb);
+    free(data);
+}
+
+static void
+test_api_stream_end_round_trips(void **state)
+{
+    (void)state;
+    dxb_frame_t f;
+    uint8_t *copy = t_round_trip(t_build_api_stream_end, DXB_T_API_STREAM_END, &f);
+    assert_int_equal(f.u.api_stream_end.req, 11);
+    assert_memory_equal(f.u.api_stream_end.hash, T_HASH, 32);
+    free(copy);
+}
+
+/* A BEGIN with the given name (packed as str). */
+static dxb_err_t
+t_stream_begin_status(const char *name)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_BEGIN, 6);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "hr.employees");
+    t_pk_array(&pk, 1);
+    t_pk_str(&pk, "sq.mca");
+    t_pk_str(&pk, name);
+    t_pk_uint(&pk, 10);
+    t_pk_uint(&pk, 0);
+    dxb_err_t err = t_decode_sbuf_status(&sb);
+    msgpack_sbuffer_destroy(&sb);
+    return err;
+}
+
+static void
+test_decode_leaves_the_stream_file_name_rule_to_the_agent(void **state)
+{
+    (void)state;
+    char name[257];
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    assert_int_equal(t_stream_begin_status("base.bin"), DXB_OK);
+    /* Unsafe but well-formed: the agent answers EINVAL (PROTOCOL.md 9). */
+    assert_int_equal(t_stream_begin_status("../etc/passwd"), DXB_OK);
+    assert_int_equal(t_stream_begin_status(""), DXB_OK);
+    name[255] = '\0';
+    assert_int_equal(t_stream_begin_status(name), DXB_OK);
+    /* Over the field's limit, or not text: malformed. */
+    name[255] = 'n';
+    assert_int_equal(t_stream_begin_status(name), DXB_EPROTO);
+    assert_int_equal(t_stream_begin_status("bad\xff.bin"), DXB_EPROTO);
+}
+
+static void
+test_decode_refuses_api_stream_fields_of_the_wrong_type(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    /* BEGIN: name as bin. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_BEGIN, 6);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "hr.employees");
+    t_pk_array(&pk, 1);
+    t_pk_str(&pk, "sq.mca");
+    t_pk_bin(&pk, "a.bin", 5);
+    t_pk_uint(&pk, 10);
+    t_pk_uint(&pk, 0);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    /* BEGIN: size negative. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_BEGIN, 6);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "hr.employees");
+    t_pk_array(&pk, 1);
+    t_pk_str(&pk, "sq.mca");
+    t_pk_str(&pk, "a.bin");
+    assert_int_equal(msgpack_pack_int64(&pk, -1), 0);
+    t_pk_uint(&pk, 0);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    /* BEGIN: no recipients, and a bad dataset id. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_BEGIN, 6);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "hr.employees");
+    t_pk_array(&pk, 0);
+    t_pk_str(&pk, "a.bin");
+    t_pk_uint(&pk, 10);
+    t_pk_uint(&pk, 0);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_BEGIN, 6);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "HR");
+    t_pk_array(&pk, 1);
+    t_pk_str(&pk, "sq.mca");
+    t_pk_str(&pk, "a.bin");
+    t_pk_uint(&pk, 10);
+    t_pk_uint(&pk, 0);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    /* DATA: data as str, offset as bin, req over 32 bits. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1);
+    t_pk_uint(&pk, 0);
+    t_pk_str(&pk, "data");
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1);
+    t_pk_bin(&pk, "\x00", 1);
+    t_pk_bin(&pk, "data", 4);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1ull << 32);
+    t_pk_uint(&pk, 0);
+    t_pk_bin(&pk, "data", 4);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    /* END: hash as str, and of 31 and 33 bytes. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_END, 2);
+    t_pk_uint(&pk, 1);
+    t_pk_str(&pk, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    uint8_t h33[33] = {0};
+    for (size_t n = 31; n <= 33; n += 2) {
+        t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_END, 2);
+        t_pk_uint(&pk, 1);
+        t_pk_bin(&pk, h33, n);
+        assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void
+test_decode_refuses_empty_and_oversize_stream_data(void **state)
+{
+    (void)state;
+    uint8_t *data = calloc(1, DXB_MAX_STREAM_DATA + 1);
+    assert_non_null(data);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1);
+    t_pk_uint(&pk, 0);
+    t_pk_bin(&pk, data, 0);
+    assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1);
+    t_pk_uint(&pk, 0);
+    t_pk_bin(&pk, data, DXB_MAX_STREAM_DATA);
+    assert_int_equal(t_decode_big_status(&sb), DXB_OK);
+    msgpack_sbuffer_destroy(&sb);
+    /* One byte more, in a frame the caller's limit would admit. */
+    t_pk_frame_start(&sb, &pk, DXB_T_API_STREAM_DATA, 3);
+    t_pk_uint(&pk, 1);
+    t_pk_uint(&pk, 0);
+    t_pk_bin(&pk, data, DXB_MAX_STREAM_DATA + 1);
+    assert_int_equal(t_decode_big_status(&sb), DXB_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+    free(data);
+}
+
+static void
+test_decode_refuses_api_stream_frames_with_trailing_or_missing_parts(void **state)
+{
+    (void)state;
+    void (*builders[])(msgpack_sbuffer *) = {t_build_api_stream_begin, t_build_api_stream_data,
+                                             t_build_api_stream_end};
+    for (size_t i = 0; i < sizeof(builders) / sizeof(builders[0]); i++) {
+        msgpack_sbuffer sb;
+        t_build(builders[i], &sb);
+        /* Every truncation. */
+        for (size_t cut = 0; cut < sb.size; cut++) {
+            assert_int_equal(t_decode_status(sb.data, cut), DXB_EPROTO);
+        }
+        /* A byte after the array. */
+        assert_int_equal(msgpack_sbuffer_write(&sb, "\x00", 1), 0);
+        assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+        /* One element more than the type defines (array header 0x9N + 1). */
+        sb.size--;
+        ((uint8_t *)sb.data)[0]++;
+        assert_int_equal(msgpack_sbuffer_write(&sb, "\x00", 1), 0);
+        assert_int_equal(t_decode_sbuf_status(&sb), DXB_EPROTO);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void
+test_encoders_refuse_bad_api_stream_arguments(void **state)
+{
+    (void)state;
+    char name[257];
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    uint8_t *data = calloc(1, DXB_MAX_STREAM_DATA + 1);
+    assert_non_null(data);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_begin(&sb, 1, "hr", T_RCPTS, 0, t_cbytes("a"), 1, 0), DXB_EINVAL);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_begin(&sb, 1, "HR", T_RCPTS, 1, t_cbytes("a"), 1, 0), DXB_EINVAL);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_begin(&sb, 1, "hr", T_RCPTS, 1, t_cbytes(name), 1, 0), DXB_EINVAL);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_begin(&sb, 1, "hr", T_RCPTS, 1, t_cbytes("a\xc3"), 1, 0),
+        DXB_EINVAL);
+    assert_int_equal(dxb_msg_enc_api_stream_data(&sb, 1, 0, t_bytes(data, 0)), DXB_EINVAL);
+    assert_int_equal(
+        dxb_msg_enc_api_stream_data(&sb, 1, 0, t_bytes(data, DXB_MAX_STREAM_DATA + 1)),
+        DXB_EINVAL);
+    assert_int_equal(dxb_msg_enc_api_stream_end(&sb, 1, NULL), DXB_EINVAL);
+    /* A refused call appends nothing. */
+    assert_int_equal(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(data);
+}
+
 /* ---- error mapping ---------------------------------------------------------- */
 
 static void
@@ -1973,6 +2281,14 @@ main(void)
         cmocka_unit_test(test_encoders_refuse_envelopes_that_would_not_decode),
         cmocka_unit_test(test_body1_decode_refuses_malformed_bodies),
         cmocka_unit_test(test_plaintext_decode_refuses_malformed_plaintexts),
+        cmocka_unit_test(test_api_stream_begin_round_trips),
+        cmocka_unit_test(test_api_stream_data_round_trips_up_to_4_mib),
+        cmocka_unit_test(test_api_stream_end_round_trips),
+        cmocka_unit_test(test_decode_leaves_the_stream_file_name_rule_to_the_agent),
+        cmocka_unit_test(test_decode_refuses_api_stream_fields_of_the_wrong_type),
+        cmocka_unit_test(test_decode_refuses_empty_and_oversize_stream_data),
+        cmocka_unit_test(test_decode_refuses_api_stream_frames_with_trailing_or_missing_parts),
+        cmocka_unit_test(test_encoders_refuse_bad_api_stream_arguments),
         cmocka_unit_test(test_wire_codes_round_trip_through_local_codes),
         cmocka_unit_test(test_local_only_codes_map_to_documented_wire_codes),
         cmocka_unit_test(test_unknown_wire_codes_are_named_and_mapped_safely),
