@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/brk_gstat.h"
 #include "broker/brk_server.h"
 #include "common/dxb_log.h"
 #include "common/dxb_mask.h"
@@ -1104,6 +1105,173 @@ s_op_objection_list(gov_req_t *r)
     return DXB_OK;
 }
 
+/* ---- figures (issue 4 item 7) -------------------------------------------------------- */
+
+typedef struct {
+    char id[DXB_ID_CAP];
+    brk_gstat_rec_t t;
+    uint64_t demands, demands_pending, demands_decided, response_sum_s, response_max_s;
+    uint64_t objections, objections_open;
+} gov_fig_t;
+
+typedef struct {
+    gov_fig_t *rows;
+    size_t n, cap;
+} gov_figs_t;
+
+static gov_fig_t *
+s_fig(gov_figs_t *f, const char *id)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        if (strcmp(f->rows[i].id, id) == 0) {
+            return &f->rows[i];
+        }
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        gov_fig_t *r = realloc(f->rows, cap * sizeof(*r));
+        if (r == NULL) {
+            return NULL;
+        }
+        f->rows = r;
+        f->cap = cap;
+    }
+    gov_fig_t *x = &f->rows[f->n++];
+    memset(x, 0, sizeof(*x));
+    dxb_strlcpy(x->id, id, sizeof(x->id));
+    return x;
+}
+
+static bool
+s_fig_visit(void *arg, const char *id, const brk_gstat_rec_t *sum)
+{
+    gov_fig_t *x = s_fig(arg, id);
+    if (x != NULL) {
+        x->t = *sum;
+    }
+    return x != NULL;
+}
+
+static int
+s_fig_cmp(const void *a, const void *b)
+{
+    return strcmp(((const gov_fig_t *)a)->id, ((const gov_fig_t *)b)->id);
+}
+
+/* Adds demand and objection figures: per dataset, or per owner node (the
+ * node whose response time the rules score). */
+static void
+s_fig_governance(gov_req_t *r, gov_figs_t *f, bool by_dataset, uint64_t since_ms)
+{
+    static brk_demand_t d;
+    static brk_objection_t o;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    if (mdb_cursor_open(r->txn, r->g->demand, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (v.mv_size != sizeof(d)) {
+                continue;
+            }
+            memcpy(&d, v.mv_data, sizeof(d));
+            gov_fig_t *x = d.created_ms >= since_ms ? s_fig(f, by_dataset ? d.dataset : d.owner)
+                                                    : NULL;
+            if (x == NULL) {
+                continue;
+            }
+            x->demands++;
+            if (d.state == DEMAND_PENDING) {
+                x->demands_pending++;
+            } else {
+                uint64_t s_ = d.decided_ms > d.created_ms ? (d.decided_ms - d.created_ms) / 1000
+                                                          : 0;
+                x->demands_decided++;
+                x->response_sum_s += s_;
+                x->response_max_s = s_ > x->response_max_s ? s_ : x->response_max_s;
+            }
+        }
+        mdb_cursor_close(cur);
+    }
+    if (mdb_cursor_open(r->txn, r->g->objection, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (v.mv_size != sizeof(o)) {
+                continue;
+            }
+            memcpy(&o, v.mv_data, sizeof(o));
+            gov_fig_t *x = o.created_ms >= since_ms ? s_fig(f, by_dataset ? o.dataset : o.owner)
+                                                    : NULL;
+            if (x != NULL) {
+                x->objections++;
+                x->objections_open += o.state != OBJ_CLOSED ? 1 : 0;
+            }
+        }
+        mdb_cursor_close(cur);
+    }
+}
+
+/* stats.by dataset|node [since_ms]: operator only. */
+static dxb_err_t
+s_op_stats_by(gov_req_t *r)
+{
+    static brk_catentry_t e;
+    const char *by = s_arg(r, 0);
+    uint64_t since = 0;
+    bool by_dataset = by != NULL && strcmp(by, "dataset") == 0;
+    if (r->actor != NULL) {
+        return s_fail(r, DXB_W_EDENIED, "figures are for operators");
+    }
+    if (by == NULL || (!by_dataset && strcmp(by, "node") != 0) ||
+        (s_arg(r, 1) != NULL && s_arg(r, 1)[0] != '\0' && !s_parse_u64(s_arg(r, 1), &since))) {
+        return s_fail(r, DXB_W_EINVAL, "usage: stats.by dataset|node [SINCE_MS]");
+    }
+    gov_figs_t f = {0};
+    brk_server_t *srv = r->g->srv;
+    dxb_err_t err = brk_gstat_sum(&srv->gstat, r->txn, by_dataset ? 'd' : 'n',
+                                  (uint32_t)(since / DAY_MS), s_fig_visit, &f);
+    /* Every registered node and every catalog dataset gets a row, idle or not. */
+    for (size_t i = 0; !err && !by_dataset && i < srv->n_sess; i++) {
+        s_fig(&f, srv->sess[i]->cfg.id);
+    }
+    MDB_cursor *cur = NULL;
+    if (!err && by_dataset && mdb_cursor_open(r->txn, r->g->catalog, &cur) == 0) {
+        MDB_val k, v;
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (s_cat_decode(&v, &e)) {
+                s_fig(&f, e.dataset);
+            }
+        }
+        mdb_cursor_close(cur);
+    }
+    if (!err) {
+        s_fig_governance(r, &f, by_dataset, since);
+        qsort(f.rows, f.n, sizeof(*f.rows), s_fig_cmp);
+        msgpack_pack_array(r->pk, (uint32_t)f.n);
+        for (size_t i = 0; i < f.n; i++) {
+            gov_fig_t *x = &f.rows[i];
+            msgpack_pack_map(r->pk, 14);
+            s_kv_str(r->pk, by_dataset ? "dataset" : "node", x->id);
+            s_kv_u64(r->pk, "deliveries", x->t.published);
+            s_kv_u64(r->pk, "delivered", x->t.delivered);
+            s_kv_u64(r->pk, "bytes_in", x->t.bytes_in);
+            s_kv_u64(r->pk, "bytes_out", x->t.bytes_out);
+            s_kv_u64(r->pk, "refused", x->t.refused);
+            s_kv_u64(r->pk, "requests", x->t.requests);
+            s_kv_u64(r->pk, "demands", x->demands);
+            s_kv_u64(r->pk, "demands_pending", x->demands_pending);
+            s_kv_u64(r->pk, "demand_avg_response_s",
+                     x->demands_decided ? x->response_sum_s / x->demands_decided : 0);
+            s_kv_u64(r->pk, "demand_max_response_s", x->response_max_s);
+            s_kv_u64(r->pk, "objections", x->objections);
+            s_kv_u64(r->pk, "objections_open", x->objections_open);
+            s_kv_u64(r->pk, "since_ms", since);
+        }
+    }
+    free(f.rows);
+    return err;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -1137,6 +1305,7 @@ static const gov_op_t s_ops[] = {
     {"objection.list", false, s_op_objection_list},
     {"objection.respond", true, s_op_objection_respond},
     {"objection.close", true, s_op_objection_close},
+    {"stats.by", false, s_op_stats_by},
 };
 
 static const gov_op_t *

@@ -19,6 +19,7 @@
 
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
+#include "broker/brk_auditcp.h"
 #include "broker/brk_xfer.h"
 #include "proto/dxb_seal.h"
 #include "proto/dxb_xfer.h"
@@ -528,6 +529,10 @@ s_on_dack(brk_server_t *srv, MDB_txn *txn, brk_item_t *it)
                 err = brk_xfer_note_acked(srv->queue, txn, f.xfer_id, f.size, dxb_now_ms());
             }
             if (!err) {
+                err = brk_gstat_note(&srv->gstat, txn, BRK_GSTAT_DELIVERED, f.dataset, s->cfg.id,
+                                     f.size, dxb_now_ms());
+            }
+            if (!err) {
                 srv->stats.acked++;
                 s->n_delivered++;
                 err = dxb_audit_append(&srv->queue->audit, txn, s->cfg.id, "delivered",
@@ -647,6 +652,14 @@ s_on_publish(brk_server_t *srv, MDB_txn *txn, brk_item_t *it, uint64_t now)
                 return serr;
             }
         }
+        if (r->code != DXB_W_OK && r->code != DXB_W_EAGAIN && r->code != DXB_W_EFULL &&
+            r->code != DXB_W_EIO) {
+            serr = brk_gstat_note(&srv->gstat, txn, BRK_GSTAT_REFUSED, env.hdr.dataset, s->cfg.id,
+                                  0, now);
+            if (serr) {
+                return serr;
+            }
+        }
         if (r->code != DXB_W_OK) {
             srv->stats.refused++;
             s->n_refused++;
@@ -680,6 +693,11 @@ s_on_publish(brk_server_t *srv, MDB_txn *txn, brk_item_t *it, uint64_t now)
             r->code = DXB_W_EINTEGRITY;
             continue;
         }
+        if (err) {
+            return err;
+        }
+        err = brk_gstat_note(&srv->gstat, txn, BRK_GSTAT_PUBLISHED, env.hdr.dataset, s->cfg.id,
+                             env.raw.len, now);
         if (err) {
             return err;
         }
@@ -933,10 +951,14 @@ s_phase_a(brk_server_t *srv, brk_item_t *items, size_t n)
         any = true;
     }
     if (txn != NULL && !err && any) {
+        err = brk_gstat_flush(&srv->gstat, txn);
+    }
+    if (txn != NULL && !err && any) {
         err = dxb_store_commit(srv->store, &txn);
         srv->stats.commits++;
     }
     dxb_store_abort(&txn);
+    brk_gstat_drop(&srv->gstat);
     dxb_audit_settle(&srv->queue->audit, err == DXB_OK);
     if (err) {
         dxb_log_error("BRK-COMMIT", "session/ack commit failed err=%s", dxb_strerror(err));
@@ -977,10 +999,14 @@ s_store_publishes(brk_server_t *srv, brk_item_t *items, size_t n, bool *any)
         err = s_on_publish(srv, txn, it, now);
     }
     if (txn != NULL && !err) {
+        err = brk_gstat_flush(&srv->gstat, txn);
+    }
+    if (txn != NULL && !err) {
         err = dxb_store_commit(srv->store, &txn);
         srv->stats.commits++;
     }
     dxb_store_abort(&txn);
+    brk_gstat_drop(&srv->gstat);
     dxb_audit_settle(&srv->queue->audit, err == DXB_OK);
     if (err) {
         uint64_t commits = srv->stats.commits;
@@ -1141,6 +1167,7 @@ typedef struct {
     uint64_t qseqs[DXB_MAX_BATCH];
     uint8_t ids[DXB_MAX_BATCH][16];
     uint8_t xfer_ids[DXB_MAX_BATCH][16];
+    char datasets[DXB_MAX_BATCH][DXB_ID_CAP];
     bool bulk[DXB_MAX_BATCH];
     size_t n;
     size_t bytes;
@@ -1233,6 +1260,7 @@ s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
         }
     }
     p->bulk[p->n] = bulk;
+    memcpy(p->datasets[p->n], env.hdr.dataset, DXB_ID_CAP);
     p->envs[p->n].ptr = raw;
     p->envs[p->n].len = len;
     p->qseqs[p->n] = e->qseq;
@@ -1307,6 +1335,7 @@ s_pump(brk_server_t *srv, brk_sess_t *s)
             f->bulk = p.bulk[i];
             f->size = (uint32_t)p.envs[i].len;
             memcpy(f->xfer_id, p.xfer_ids[i], 16);
+            memcpy(f->dataset, p.datasets[i], DXB_ID_CAP);
             s->if_bulk += p.bulk[i] ? 1 : 0;
             s->if_count++;
         }
@@ -1399,6 +1428,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (now - last_sweep >= 1000) {
         last_sweep = now;
         s_sweep(srv);
+        brk_auditcp_tick(srv);
     }
 #ifdef DXB_HAVE_SYSTEMD
     static uint64_t last_watchdog;
@@ -1568,6 +1598,13 @@ s_open_store(brk_server_t *srv)
     }
     if (!err) {
         err = brk_gov_open(&srv->gov, srv);
+    }
+    MDB_dbi gdbi = 0;
+    if (!err) {
+        err = dxb_store_dbi(srv->store, "gstat", 0, &gdbi);
+    }
+    if (!err) {
+        err = brk_gstat_open(&srv->gstat, gdbi);
     }
     return err;
 }

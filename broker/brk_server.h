@@ -16,6 +16,7 @@
 
 #include "broker/brk_cfg.h"
 #include "broker/brk_gov.h"
+#include "broker/brk_gstat.h"
 #include "broker/brk_queue.h"
 #include "common/dxb_keys.h"
 #include "common/dxb_store.h"
@@ -28,6 +29,7 @@ typedef struct {
     bool bulk;           /* a piece of a chunked transfer (counts against BULK_INFLIGHT) */
     uint32_t size;       /* envelope bytes */
     uint8_t xfer_id[16]; /* its transfer, when bulk */
+    char dataset[DXB_ID_CAP]; /* for the per-dataset figures */
 } brk_inflight_t;
 
 /* A registered node and its live session, if any. */
@@ -68,6 +70,7 @@ typedef struct brk_server {
     dxb_store_t *store;       /* owned */
     brk_queue_t *queue;       /* owned */
     brk_gov_t gov;            /* catalog, demands, grants, objections (same store) */
+    brk_gstat_t gstat;        /* per-day figures per dataset and node (same store) */
     brk_sess_t **sess;        /* owned array of owned sessions */
     size_t n_sess;
     zhashx_t *by_key;         /* box_z85 -> brk_sess_t* (borrowed) */

@@ -217,3 +217,37 @@ def test_objection_is_routed_to_the_owner_and_tracked_to_closure(h):
     assert "closed" in op(h, b, "objection.respond", ob["objection_id"], "again", code=18)
     for action in ("objection", "objection-respond", "objection-close"):
         assert audit_has(h, action, "ok")
+
+
+@pytest.mark.agent
+def test_figures_by_dataset_and_node_count_deliveries_refusals_demands_objections(h):
+    b, o, c = world(h, extra_nodes=("sq.idle",))
+    o.drop("hr.employees", "refused.csv", CSV.encode())  # no grant yet: refused
+    wait_until(lambda: audit_has(h, "publish", "EDENIED"), 15, what="a refusal")
+    d = op(h, b, "demand.file", "hr.employees", "checks", "", "", "sq.civil")[0]
+    op(h, b, "demand.approve", d["demand_id"])
+    for i in range(3):
+        o.drop("hr.employees", f"f{i}.csv", CSV.encode())
+    wait_until(lambda: len(c.received("hr.employees")) == 3, 30, what="three files")
+    h.wait_queue("sq.civil", 0)
+    op(h, b, "objection.file", "hr.employees", "row 2", "wrong phone", "sq.civil")
+    by_ds = {r["dataset"]: r for r in op(h, b, "stats.by", "dataset")}
+    r = by_ds["hr.employees"]
+    assert (r["deliveries"], r["delivered"], r["refused"]) == (3, 3, 1), r
+    assert r["bytes_in"] > 3 * len(CSV.encode()) and r["bytes_out"] == r["bytes_in"]
+    assert (r["demands"], r["demands_pending"], r["objections"], r["objections_open"]) == \
+        (1, 0, 1, 1)
+    by_node = {r["node"]: r for r in op(h, b, "stats.by", "node")}
+    assert by_node["sq.hrss"]["deliveries"] == 3 and by_node["sq.hrss"]["refused"] == 1
+    assert by_node["sq.civil"]["delivered"] == 3
+    assert by_node["sq.hrss"]["demands"] == 1  # the owner answers for its response time
+    assert by_node["sq.idle"]["deliveries"] == 0  # every registered node has a row
+    # Since tomorrow: nothing yet.
+    import time
+    tomorrow = int(time.time() * 1000) + 86400 * 1000
+    later = {r["dataset"]: r for r in op(h, b, "stats.by", "dataset", tomorrow)}
+    assert later["hr.employees"]["deliveries"] == 0 and later["hr.employees"]["demands"] == 0
+    # The figures survive a broker restart (they live in the store).
+    b.restart()
+    again = {r["dataset"]: r for r in op(h, b, "stats.by", "dataset")}
+    assert again["hr.employees"]["deliveries"] == 3
