@@ -20,8 +20,8 @@
  * the drain buffer: one agent per process, main thread only.
  */
 #include <errno.h>
-#include <sodium.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +51,11 @@ typedef struct {
     zmq_msg_t body; /* owned; released early for DATA frames */
     dxb_frame_t f;  /* borrows body */
     dxb_err_t err;
-    uint32_t req;   /* the request id the answer carries */
+    uint32_t req;   /* the request id its answer carries */
     uint16_t code;
     bool no_msg_id; /* an OK answer without a message id (stream BEGIN, DATA) */
     bool staged;    /* END: the file is in xfer/out; remove it if the commit fails */
+    bool relayed;   /* GOV_REQ: forwarded to the broker, which answers (agt_gov.c) */
     uint8_t msg_id[16];
     char text[160];
 } agt_apireq_t;
@@ -75,8 +76,8 @@ typedef struct {
     uint32_t ttl_s;
     int fd;                             /* owned: the staging file, open for writing */
     char path[API_PATH_CAP];            /* the staging file */
-    crypto_generichash_state h;         /* BLAKE2b-256 of the bytes written */
-    uint64_t last_mono;                 /* last request of this stream (idle sweep) */
+    crypto_generichash_state h;         /* running BLAKE2b-256 of the bytes written */
+    uint64_t last_mono;                 /* time of its last request (idle sweep) */
 } agt_stream_t;
 
 static agt_stream_t s_streams[API_MAX_STREAMS];
@@ -86,8 +87,8 @@ static agt_stream_t s_streams[API_MAX_STREAMS];
 static size_t
 s_max_frame(const agt_t *a)
 {
-    uint64_t body = a->cfg.max_file_bytes > DXB_MAX_STREAM_DATA ? a->cfg.max_file_bytes
-                                                                : DXB_MAX_STREAM_DATA;
+    uint64_t body =
+        a->cfg.max_file_bytes > DXB_MAX_STREAM_DATA ? a->cfg.max_file_bytes : DXB_MAX_STREAM_DATA;
     return (size_t)body + API_FRAME_OVERHEAD;
 }
 
@@ -139,7 +140,7 @@ s_reply(agt_t *a, const agt_apireq_t *r)
 static void s_answer(agt_apireq_t *r, uint16_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Sets the answer of a request that is refused (or a non-default OK text). */
+/* Sets a request's answer: its wire code and text. */
 static void
 s_answer(agt_apireq_t *r, uint16_t code, const char *fmt, ...)
 {
@@ -301,9 +302,15 @@ s_stream_recipients(agt_t *a, agt_apireq_t *r, agt_stream_t *st)
     dxb_msg_recipients_begin(r->f.u.api_stream_begin.recipients,
                              r->f.u.api_stream_begin.n_recipients, &it);
     while (dxb_msg_next_recipient(&it, st->rcpt[st->n_rcpt])) {
-        if (agt_peer_find(a, st->rcpt[st->n_rcpt]) == NULL) {
-            s_answer(r, DXB_W_ENOROUTE, "unknown recipient '%s' (not in the directory)",
-                     st->rcpt[st->n_rcpt]);
+        const char *id = st->rcpt[st->n_rcpt];
+        if (agt_peer_find(a, id) == NULL) {
+            s_answer(r, DXB_W_ENOROUTE, "unknown recipient '%s' (not in the directory)", id);
+            return false;
+        }
+        /* agt_xfer_start refuses these too; saying so now spares the upload. */
+        if (agt_gov_mask_grant(a, r->f.u.api_stream_begin.dataset, id) != NULL) {
+            s_answer(r, DXB_W_EDENIED,
+                     "a grant masks this dataset for '%s'; transfers are not masked yet", id);
             return false;
         }
         st->n_rcpt++;
@@ -323,8 +330,8 @@ s_stream_begin(agt_t *a, agt_apireq_t *r)
         return;
     }
     if (!dxb_filename_safe((const char *)name.ptr, name.len)) {
-        s_answer(r, DXB_W_EINVAL, "unsafe file name (1-200 bytes, no '/' or control bytes, "
-                                  "not starting with '.')");
+        s_answer(r, DXB_W_EINVAL,
+                 "unsafe file name (1-200 bytes, no '/' or control bytes, not starting with '.')");
         return;
     }
     if (size > a->cfg.xfer_max_bytes) {
@@ -336,8 +343,7 @@ s_stream_begin(agt_t *a, agt_apireq_t *r)
         st = s_streams[i].used ? NULL : &s_streams[i];
     }
     if (st == NULL) {
-        s_answer(r, DXB_W_EAGAIN, "too many open streams (max %d); retry later",
-                 API_MAX_STREAMS);
+        s_answer(r, DXB_W_EAGAIN, "too many open streams (max %d); retry later", API_MAX_STREAMS);
         return;
     }
     if (!s_stream_recipients(a, r, st)) {
@@ -345,8 +351,7 @@ s_stream_begin(agt_t *a, agt_apireq_t *r)
     }
     dxb_err_t err = agt_xfer_stage_open(a, st->path, sizeof(st->path), &st->fd);
     if (err) {
-        s_answer(r, dxb_err_to_wire(err), "cannot create the staging file: %s",
-                 dxb_strerror(err));
+        s_answer(r, dxb_err_to_wire(err), "cannot create the staging file: %s", dxb_strerror(err));
         return;
     }
     st->used = true;
@@ -362,8 +367,8 @@ s_stream_begin(agt_t *a, agt_apireq_t *r)
     st->ttl_s = r->f.u.api_stream_begin.ttl_s;
     crypto_generichash_init(&st->h, NULL, 0, 32);
     st->last_mono = dxb_mono_ms();
-    dxb_log_info("AGT-STREAMBEGIN", "API stream opened dataset=%s file=%s size=%llu",
-                 st->dataset, st->name, (unsigned long long)size);
+    dxb_log_info("AGT-STREAMBEGIN", "API stream opened dataset=%s file=%s size=%llu", st->dataset,
+                 st->name, (unsigned long long)size);
 }
 
 static void
@@ -471,15 +476,18 @@ s_stream_end(agt_t *a, MDB_txn *txn, agt_apireq_t *r)
                           .n_recipients = st->n_rcpt,
                           .ttl_s = st->ttl_s};
     err = agt_xfer_start(a, txn, &sp, st->name, st->size, r->msg_id);
-    if (err == DXB_ENOROUTE) {
-        /* A recipient left the directory since BEGIN; txn is untouched. */
+    if (err == DXB_ENOROUTE || err == DXB_EDENIED) {
+        /* Refused before anything was written (a recipient left the
+         * directory, or a grant now masks the dataset): txn is untouched. */
         char src[API_PATH_CAP];
         agt_xfer_src_path(a, r->msg_id, src, sizeof(src));
         unlink(src);
         r->staged = false;
-        s_answer(r, DXB_W_ENOROUTE, "a recipient is no longer in the directory; stream aborted");
-        dxb_log_warn("AGT-STREAMABORT", "API stream abandoned dataset=%s file=%s: a recipient "
-                     "left the directory", st->dataset, st->name);
+        s_answer(r, dxb_err_to_wire(err), "%s; stream aborted",
+                 err == DXB_ENOROUTE ? "a recipient is no longer in the directory"
+                                     : "a grant masks this dataset for a recipient");
+        dxb_log_warn("AGT-STREAMABORT", "API stream abandoned dataset=%s file=%s: %s",
+                     st->dataset, st->name, dxb_strerror(err));
         s_stream_close(st, NULL);
         return DXB_OK;
     }
@@ -505,6 +513,8 @@ s_req_of(const dxb_frame_t *f)
         return f->u.api_stream_data.req;
     case DXB_T_API_STREAM_END:
         return f->u.api_stream_end.req;
+    case DXB_T_GOV_REQ:
+        return f->u.gov_req.req;
     default:
         return f->u.api_publish.req;
     }
@@ -596,6 +606,12 @@ agt_api_on_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
                 s_stream_end_failed(r, err);
             }
             break;
+        case DXB_T_GOV_REQ:
+            /* Governance as this node (PROTOCOL.md 10): the broker decides
+             * and answers; agt_gov relays its GOV_REP to the application. */
+            agt_gov_api_request(a, r->rid, r->rid_len, &r->f);
+            r->relayed = true;
+            break;
         default:
             r->code = DXB_W_ETYPE;
             snprintf(r->text, sizeof(r->text), "message type %u not accepted on the API",
@@ -622,7 +638,7 @@ agt_api_on_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             unlink(src);
             s_answer(r, dxb_err_to_wire(err), "not stored: %s", dxb_strerror(err));
         }
-        if (answer && !(r->f.type == DXB_T_API_ACK && !r->err)) {
+        if (answer && !r->relayed && !(r->f.type == DXB_T_API_ACK && !r->err)) {
             s_reply(a, r);
         }
         zmq_msg_close(&r->body);

@@ -16,9 +16,9 @@
  * <data_dir>/xfer/stage/ (agt_xfer_stage_open / _write); at the end
  * agt_xfer_stage_finish fsyncs it and renames it into xfer/out/, and the
  * caller starts the transfer (agt_xfer_start) in its transaction. Staging
- * files are never committed:
- * start-up deletes them all, and a file renamed into xfer/out/ whose commit a
- * crash took away is an orphan that start-up deletes too.
+ * files are never committed: start-up deletes them all, and a file renamed
+ * into xfer/out/ whose commit a crash took away is an orphan that start-up
+ * deletes too.
  *
  * Receiving. The manifest creates a record (xin) and an empty hidden part
  * file in the dataset's inbox folder. Each chunk must be the next one: it is
@@ -481,9 +481,10 @@ agt_xfer_stage_open(agt_t *a, char *path, size_t cap, int *fd_out)
     snprintf(path, cap, "%s/%s", dir, hex);
     *fd_out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (*fd_out < 0) {
+        int e = errno;
         dxb_log_error("AGT-STREAMERR", "cannot create a stream staging file path=%s errno=%s",
-                      path, strerror(errno));
-        return errno == ENOSPC || errno == EDQUOT ? DXB_EFULL : DXB_EIO;
+                      path, strerror(e));
+        return e == ENOSPC || e == EDQUOT ? DXB_EFULL : DXB_EIO;
     }
     return DXB_OK;
 }
@@ -504,9 +505,10 @@ agt_xfer_stage_finish(agt_t *a, const char *staged, int fd, uint8_t xfer_id_out[
 {
     char dest[PATH_CAP], dir[PATH_CAP];
     if (fsync(fd) != 0) {
+        int e = errno;
         dxb_log_error("AGT-STREAMERR", "fsync of a stream staging file failed path=%s errno=%s",
-                      staged, strerror(errno));
-        return errno == ENOSPC || errno == EDQUOT ? DXB_EFULL : DXB_EIO;
+                      staged, strerror(e));
+        return e == ENOSPC || e == EDQUOT ? DXB_EFULL : DXB_EIO;
     }
     randombytes_buf(xfer_id_out, 16);
     agt_xfer_src_path(a, xfer_id_out, dest, sizeof(dest));

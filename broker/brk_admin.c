@@ -308,11 +308,14 @@ static void
 s_audit_split(const uint8_t *text, size_t len, brk_auditrec_t *r)
 {
     size_t n = len < sizeof(r->text) - 1 ? len : sizeof(r->text) - 1;
-    memcpy(r->text, text, n);
+    if (n > 0) {
+        memcpy(r->text, text, n);
+    }
     r->text[n] = 0;
     r->f[0] = r->text;
     for (int i = 1; i < 6; i++) {
-        char *tab = r->f[i - 1][0] != '\0' || i == 1 ? strchr(r->f[i - 1], '\t') : NULL;
+        /* Once a field has no tab the rest stay "" (a literal: never written). */
+        char *tab = strchr(r->f[i - 1], '\t');
         r->f[i] = "";
         if (tab != NULL) {
             *tab = 0;

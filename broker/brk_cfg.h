@@ -43,8 +43,8 @@ typedef struct {
     uint64_t max_frame_bytes;
     uint32_t default_window;  /* delivery window when HELLO asks for 0 */
     bool gov_enforce;         /* governance.enforce: catalog + grants + clearance on every publish */
-    uint32_t audit_checkpoint_s;        /* audit.checkpoint_s: sign a checkpoint this often (0 off) */
-    uint64_t audit_checkpoint_records;  /* audit.checkpoint_records: ... or after this many records */
+    uint32_t audit_checkpoint_s;       /* sign an audit checkpoint this often, s (0 off) */
+    uint64_t audit_checkpoint_records; /* ... or after this many records (0 off) */
     brk_node_cfg_t *nodes;    /* owned array */
     size_t n_nodes;
 } brk_cfg_t;

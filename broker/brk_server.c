@@ -19,7 +19,6 @@
 
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
-#include "broker/brk_auditcp.h"
 #include "broker/brk_xfer.h"
 #include "proto/dxb_seal.h"
 #include "proto/dxb_xfer.h"
@@ -1428,7 +1427,6 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (now - last_sweep >= 1000) {
         last_sweep = now;
         s_sweep(srv);
-        brk_auditcp_tick(srv);
     }
 #ifdef DXB_HAVE_SYSTEMD
     static uint64_t last_watchdog;

@@ -103,10 +103,10 @@ struct dxb_client {
     size_t queued_bytes;   /* payload bytes parked, <= CLIENT_MAX_QUEUED_BYTES */
     char last_error[DXB_MAX_TEXT + 1]; /* "" when none */
     /* The stream dxb_client_publish_stream is sending, if any. */
-    uint32_t stream_req;      /* its request id (its slot is held); 0 when none */
-    uint32_t stream_answers;  /* results that arrived for it and are not yet taken */
-    uint16_t stream_code;     /* wire code of its first refusal; DXB_W_OK while none */
-    bool stream_has_id;       /* the last OK result carried a 16-byte id (END) */
+    uint32_t stream_req;     /* its request id (its slot is held); 0 when none */
+    uint32_t stream_answers; /* results that arrived for it and are not yet taken */
+    uint16_t stream_code;    /* wire code of its first refusal; DXB_W_OK while none */
+    bool stream_has_id;      /* the last OK result carried a 16-byte id (END) */
     uint8_t stream_id[DXB_MSGID_BYTES];
     char stream_text[DXB_MAX_TEXT + 1]; /* the agent's text of the first refusal */
 };
@@ -801,20 +801,17 @@ s_stream_data(dxb_client_t *c, uint64_t size, dxb_client_read_fn read_fn, void *
     while (rc == DXB_OK && (sent < size || unanswered > 0)) {
         if (sent < size && unanswered < CLIENT_STREAM_WINDOW) {
             uint64_t left = size - sent;
-            size_t len = 0;
+            size_t want = left < CLIENT_STREAM_CHUNK ? (size_t)left : CLIENT_STREAM_CHUNK;
+            dxb_bytes_t piece = {buf, 0};
 
-            rc = s_stream_read(c, read_fn, arg, buf, left < CLIENT_STREAM_CHUNK ? left
-                                                                               : CLIENT_STREAM_CHUNK,
-                               sent, size, &len);
+            rc = s_stream_read(c, read_fn, arg, buf, want, sent, size, &piece.len);
             if (rc != DXB_OK) {
                 break;
             }
-            crypto_generichash_update(h, buf, len);
-            rc = s_stream_send(c,
-                               dxb_msg_enc_api_stream_data(&c->sbuf, c->stream_req, sent,
-                                                           (dxb_bytes_t){buf, len}),
-                               timeout_ms);
-            sent += len;
+            crypto_generichash_update(h, buf, piece.len);
+            rc = s_stream_send(
+                c, dxb_msg_enc_api_stream_data(&c->sbuf, c->stream_req, sent, piece), timeout_ms);
+            sent += piece.len;
             unanswered++;
             continue;
         }
@@ -845,22 +842,27 @@ dxb_client_publish_stream(dxb_client_t *c, const char *dataset, const char *cons
 {
     crypto_generichash_state h;
     uint8_t hash[DXB_HASH_BYTES];
+    dxb_bytes_t name_bytes;
     uint8_t *buf = NULL;
     uint32_t req = 0;
     bool begun = false; /* the agent may hold a stream for req */
     dxb_err_t rc;
 
-    if (dataset == NULL || recipients == NULL || n == 0 || n > DXB_MAX_RECIPIENTS ||
-        name == NULL || read_fn == NULL) {
+    if (dataset == NULL || recipients == NULL || n == 0 || n > DXB_MAX_RECIPIENTS || name == NULL ||
+        read_fn == NULL) {
         s_set_error(c, "a stream needs a dataset, 1..%d recipients, a name and a source",
                     DXB_MAX_RECIPIENTS);
         return DXB_EINVAL;
     }
     if (!dxb_filename_safe(name, strlen(name))) {
-        s_set_error(c, "unsafe file name '%s' (1-200 bytes, no '/' or control bytes, not "
-                       "starting with '.')", name);
+        s_set_error(c,
+                    "unsafe file name '%s' (1-200 bytes, no '/' or control bytes, not "
+                    "starting with '.')",
+                    name);
         return DXB_EINVAL;
     }
+    name_bytes.ptr = (const uint8_t *)name;
+    name_bytes.len = strlen(name);
     if (sodium_init() < 0) {
         s_set_error(c, "libsodium failed to initialise");
         return DXB_EINTERNAL;
@@ -881,10 +883,7 @@ dxb_client_publish_stream(dxb_client_t *c, const char *dataset, const char *cons
     c->stream_text[0] = '\0';
     rc = s_stream_send(c,
                        dxb_msg_enc_api_stream_begin(&c->sbuf, req, dataset, recipients,
-                                                    (uint16_t)n,
-                                                    (dxb_bytes_t){(const uint8_t *)name,
-                                                                  strlen(name)},
-                                                    size, ttl_s),
+                                                    (uint16_t)n, name_bytes, size, ttl_s),
                        timeout_ms);
     if (rc != DXB_OK) {
         goto out_free;

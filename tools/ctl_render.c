@@ -780,6 +780,35 @@ s_render_json(FILE *out, const uint8_t *buf, size_t len)
     fputs("]\n", out);
 }
 
+/* JSON lines: each row alone on its line, for streams and for paging (the
+ * pages of a long result concatenate into one valid document). */
+static void
+s_render_jsonl(FILE *out, const uint8_t *buf, size_t len)
+{
+    dxb_rd_t rd;
+    uint32_t n_rows = s_open_rows(&rd, buf, len);
+
+    for (uint32_t r = 0; r < n_rows; r++) {
+        uint32_t n = dxb_rd_map(&rd);
+
+        fputc('{', out);
+        for (uint32_t i = 0; i < n; i++) {
+            size_t key_len;
+            const uint8_t *key = s_read_key(&rd, &key_len);
+            ctl_value_t v;
+
+            s_read_value(&rd, &v);
+            if (i > 0) {
+                fputs(", ", out);
+            }
+            ctl_render_json_string(out, key, key_len);
+            fputs(": ", out);
+            s_print_json_value(out, &v);
+        }
+        fputs("}\n", out);
+    }
+}
+
 /* ---- transfers -------------------------------------------------------- */
 
 /* Columns of the transfers tables; each view shows some in its own order. */
@@ -1273,6 +1302,9 @@ ctl_render_result(FILE *out, const uint8_t *result, size_t len, ctl_render_mode_
         break;
     case CTL_RENDER_VERTICAL:
         s_render_vertical(out, result, len);
+        break;
+    case CTL_RENDER_JSONL:
+        s_render_jsonl(out, result, len);
         break;
     case CTL_RENDER_TABLE:
     default:

@@ -28,6 +28,7 @@ typedef enum {
     CTL_RENDER_TABLE,    /* one line per row, columns aligned, headers upper-cased */
     CTL_RENDER_VERTICAL, /* one "KEY  value" line per field; for one-row results (stats) */
     CTL_RENDER_JSON,     /* the rows as a JSON array of objects; nil prints as [] */
+    CTL_RENDER_JSONL,    /* one JSON object per row, one per line; nil prints nothing */
 } ctl_render_mode_t;
 
 /* Renders result (len bytes of msgpack, borrowed: nil or an array of maps with
@@ -78,7 +79,8 @@ typedef enum {
  * sanitised. A key the row lacks, or with a value of the wrong type, leaves
  * the field at its default (texts "-", numbers 0, eta_s -1). */
 typedef struct {
-    char id[CTL_XFER_ID_LEN + 1];       /* xfer_id as sent, sanitised, cut to 32 bytes; "" absent */
+    char id[CTL_XFER_ID_LEN + 4];       /* xfer_id as sent, sanitised; a longer one is cut
+                                           after 32 bytes and marked "..."; "" absent */
     char sender[CTL_XFER_TEXT_CAP];     /* sanitised node id */
     char dataset[CTL_XFER_TEXT_CAP];    /* sanitised dataset id */
     char state_text[16];                /* the state word as sent, sanitised */

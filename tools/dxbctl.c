@@ -47,7 +47,7 @@
 #define CTL_MAX_REPLY_BYTES ((size_t)64 * 1024 * 1024)
 /* Positional words, options with a value and flags one command takes at most. */
 #define CTL_MAX_WORDS 3
-#define CTL_MAX_OPTS 3
+#define CTL_MAX_OPTS 4
 #define CTL_MAX_FLAGS 1
 
 enum {
@@ -658,29 +658,327 @@ s_cmd_stats(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
     return s_admin_call(opts, "stats", NULL, 0, CTL_RENDER_VERTICAL);
 }
 
+/* ---- audit ------------------------------------------------------------ */
+
+/* Rows asked for per audit.export page (the broker takes up to 100000). */
+#define CTL_AUDIT_PAGE_ROWS 10000
+/* Latest time --since/--until accept: 9999-12-31T23:59:59.999Z. */
+#define CTL_AUDIT_MAX_TIME_MS 253402300799999ull
+
+/* Parses exactly n decimal digits at *p, advancing it. */
+static bool
+s_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9') {
+            return false;
+        }
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+/* ISO 8601 date and time with a zone: 2026-11-25T10:00[:00[.123]](Z|+08:00|+0800). */
+static bool
+s_parse_iso_time(const char *p, uint64_t *out_ms)
+{
+    struct tm tm = {0};
+    int year, mon, day, hour, min, sec = 0, ms = 0, zh = 0, zm = 0, sign = 0;
+    time_t t;
+
+    if (!s_digits(&p, 4, &year) || *p++ != '-' || !s_digits(&p, 2, &mon) || *p++ != '-' ||
+        !s_digits(&p, 2, &day) || (*p != 'T' && *p != 't' && *p != ' ')) {
+        return false;
+    }
+    p++;
+    if (!s_digits(&p, 2, &hour) || *p++ != ':' || !s_digits(&p, 2, &min)) {
+        return false;
+    }
+    if (*p == ':') {
+        p++;
+        if (!s_digits(&p, 2, &sec)) {
+            return false;
+        }
+    }
+    if (*p == '.' || *p == ',') {
+        int scale = 100, d;
+
+        if (p[1] < '0' || p[1] > '9') {
+            return false;
+        }
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            d = *p - '0';
+            ms += d * scale;
+            scale /= 10;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p++ == '-' ? -1 : 1;
+        if (!s_digits(&p, 2, &zh)) {
+            return false;
+        }
+        if (*p == ':') {
+            p++;
+        }
+        if (!s_digits(&p, 2, &zm) || zh > 23 || zm > 59) {
+            return false;
+        }
+    } else {
+        return false; /* no zone: local or UTC would be a guess */
+    }
+    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+        sec > 60) {
+        return false;
+    }
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    t = timegm(&tm);
+    /* timegm normalises 2026-02-31 into March: refuse what it had to move. */
+    if (t == (time_t)-1 || tm.tm_mday != day || tm.tm_mon != mon - 1) {
+        return false;
+    }
+    t -= (time_t)sign * (zh * 3600 + zm * 60);
+    if (t < 0) {
+        return false;
+    }
+    *out_ms = (uint64_t)t * 1000u + (uint64_t)ms;
+    return true;
+}
+
+/* TIME of --since/--until: epoch milliseconds, an age before now_ms (30s,
+ * 15m, 24h, 7d, 2w) or ISO 8601 with a zone. */
+static bool
+s_parse_time(const char *text, uint64_t now_ms, uint64_t *out_ms)
+{
+    static const struct {
+        char unit;
+        uint64_t ms;
+    } units[] = {{'s', 1000u}, {'m', 60000u}, {'h', 3600000u}, {'d', 86400000u},
+                 {'w', 604800000u}};
+    char *end = NULL;
+    unsigned long long v;
+
+    if (text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    if (strchr(text, '-') != NULL) {
+        return s_parse_iso_time(text, out_ms) && *out_ms <= CTL_AUDIT_MAX_TIME_MS;
+    }
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno != 0) {
+        return false;
+    }
+    if (*end == '\0') {
+        *out_ms = v;
+        return v <= CTL_AUDIT_MAX_TIME_MS;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (end[0] == units[i].unit && end[1] == '\0') {
+            if (v > now_ms / units[i].ms) {
+                return false;
+            }
+            *out_ms = now_ms - v * units[i].ms;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* audit verify: a broken log comes back EINTEGRITY with the report row as
+ * well; print the row on stdout and the sentence naming the first broken
+ * entry on stderr, and exit 1. */
+static int
+s_audit_verify(const ctl_opts_t *opts)
+{
+    zmq_msg_t rep;
+    dxb_frame_t frame;
+    char detail[160] = "";
+    int exit_code;
+    dxb_err_t rc;
+
+    zmq_msg_init(&rep);
+    exit_code = s_admin_request(opts, "audit.verify", NULL, 0, &rep);
+    if (exit_code != CTL_CONTINUE) {
+        goto out;
+    }
+    rc = dxb_msg_decode(zmq_msg_data(&rep), zmq_msg_size(&rep), CTL_MAX_REPLY_BYTES, &frame,
+                        detail, sizeof(detail));
+    if (rc != DXB_OK || frame.type != DXB_T_ADMIN_REP ||
+        frame.u.admin_rep.code != DXB_W_EINTEGRITY || frame.u.admin_rep.result.len <= 1) {
+        /* Success, another refusal, or a malformed reply: the usual way. */
+        exit_code = s_admin_reply(opts, "audit.verify", zmq_msg_data(&rep), zmq_msg_size(&rep),
+                                  CTL_RENDER_VERTICAL);
+        goto out;
+    }
+    rc = ctl_render_result(stdout, frame.u.admin_rep.result.ptr, frame.u.admin_rep.result.len,
+                           opts->json ? CTL_RENDER_JSON : CTL_RENDER_VERTICAL, detail,
+                           sizeof(detail));
+    if (rc != DXB_OK) {
+        fprintf(stderr, "dxbctl: audit.verify: malformed reply from broker: %s\n", detail);
+    } else {
+        fputs("dxbctl: audit.verify: EINTEGRITY: ", stderr);
+        ctl_render_text(stderr, frame.u.admin_rep.message.ptr, frame.u.admin_rep.message.len);
+        fputc('\n', stderr);
+    }
+    exit_code = CTL_EXIT_FAIL;
+out:
+    zmq_msg_close(&rep);
+    return exit_code;
+}
+
+/* Reads the page cursor from an audit.export reply message: "next=SEQ"
+ * (*next = SEQ) or "end" (*next = 0). */
+static bool
+s_audit_next(const dxb_frame_t *frame, uint64_t *next)
+{
+    char msg[40];
+    size_t len = frame->u.admin_rep.message.len;
+    char *end = NULL;
+
+    if (len >= sizeof(msg)) {
+        return false;
+    }
+    memcpy(msg, frame->u.admin_rep.message.ptr, len);
+    msg[len] = '\0';
+    *next = 0;
+    if (strcmp(msg, "end") == 0) {
+        return true;
+    }
+    if (strncmp(msg, "next=", 5) != 0 || msg[5] < '1' || msg[5] > '9') {
+        return false;
+    }
+    errno = 0;
+    *next = strtoull(msg + 5, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/* audit export: JSON lines on stdout, page after page, until the broker
+ * says the log ended. A page that fails stops the export with exit 1 (the
+ * lines printed so far are whole records). */
+static int
+s_audit_export(const ctl_opts_t *opts, uint64_t since_ms, uint64_t until_ms)
+{
+    char since[24], until[24], from[24], limit[16];
+    const char *wire_args[4] = {since, until, from, limit};
+    uint64_t from_seq = 1;
+    int exit_code = CTL_EXIT_OK;
+
+    snprintf(since, sizeof(since), "%" PRIu64, since_ms);
+    snprintf(until, sizeof(until), "%" PRIu64, until_ms);
+    snprintf(limit, sizeof(limit), "%d", CTL_AUDIT_PAGE_ROWS);
+    while (exit_code == CTL_EXIT_OK) {
+        zmq_msg_t rep;
+        dxb_frame_t frame;
+        char detail[160] = "";
+        uint64_t next = 0;
+
+        snprintf(from, sizeof(from), "%" PRIu64, from_seq);
+        zmq_msg_init(&rep);
+        exit_code = s_admin_request(opts, "audit.export", wire_args, 4, &rep);
+        if (exit_code == CTL_CONTINUE) {
+            exit_code = s_admin_decode("audit.export", zmq_msg_data(&rep), zmq_msg_size(&rep),
+                                       &frame);
+        }
+        if (exit_code == CTL_CONTINUE) {
+            exit_code = CTL_EXIT_FAIL;
+            if (!s_audit_next(&frame, &next) || (next != 0 && next <= from_seq)) {
+                fprintf(stderr, "dxbctl: audit.export: malformed reply from broker: bad page "
+                                "cursor\n");
+            } else if (ctl_render_result(stdout, frame.u.admin_rep.result.ptr,
+                                         frame.u.admin_rep.result.len, CTL_RENDER_JSONL, detail,
+                                         sizeof(detail)) != DXB_OK) {
+                fprintf(stderr, "dxbctl: audit.export: malformed reply from broker: %s\n",
+                        detail);
+            } else {
+                exit_code = CTL_EXIT_OK;
+            }
+        }
+        zmq_msg_close(&rep);
+        if (next == 0) {
+            break;
+        }
+        from_seq = next;
+    }
+    return exit_code;
+}
+
+/* audit tail|verify|checkpoints|export: option values by s_audit_opts. */
+enum { CTL_AUDIT_N, CTL_AUDIT_SINCE, CTL_AUDIT_UNTIL, CTL_AUDIT_FORMAT };
+
 static int
 s_cmd_audit(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
 {
     ctl_args_t args;
     int n = 0;
     int exit_code = s_parse_args(cmd, opts, argc, argv, &args);
-    const char *wire_args[1] = {args.values[0]};
+    const char *sub = args.words[0];
+    const char *wire_args[1] = {args.values[CTL_AUDIT_N]};
+    bool tail_like;
+    uint64_t now_ms = dxb_now_ms();
+    uint64_t since_ms = 0, until_ms = 0;
 
     if (exit_code != CTL_CONTINUE) {
         return exit_code;
     }
-    if (args.n_words == 1 && strcmp(args.words[0], "verify") == 0 && args.values[0] == NULL) {
-        /* The broker answers EINTEGRITY naming the first broken record. */
-        return s_admin_call(opts, "audit.verify", NULL, 0, CTL_RENDER_VERTICAL);
+    if (args.n_words != 1) {
+        return s_usage_error(cmd->name, "'audit' needs one subcommand: tail, verify, "
+                                        "checkpoints or export");
     }
-    if (args.n_words != 1 || strcmp(args.words[0], "tail") != 0) {
-        return s_usage_error(cmd->name, "usage: dxbctl audit tail [--n N] | audit verify");
+    tail_like = strcmp(sub, "tail") == 0 || strcmp(sub, "checkpoints") == 0;
+    if (!tail_like && strcmp(sub, "verify") != 0 && strcmp(sub, "export") != 0) {
+        return s_usage_error(cmd->name, "unknown subcommand 'audit %s'", sub);
     }
-    exit_code = s_check_count(cmd, "--n", args.values[0], &n);
-    if (exit_code != CTL_CONTINUE) {
-        return exit_code;
+    if (!tail_like && args.values[CTL_AUDIT_N] != NULL) {
+        return s_usage_error(cmd->name, "'--n' belongs to 'audit tail' and 'audit checkpoints'");
     }
-    return s_admin_call(opts, "audit.tail", wire_args, n > 0 ? 1 : 0, CTL_RENDER_TABLE);
+    if (strcmp(sub, "export") != 0 &&
+        (args.values[CTL_AUDIT_SINCE] != NULL || args.values[CTL_AUDIT_UNTIL] != NULL ||
+         args.values[CTL_AUDIT_FORMAT] != NULL)) {
+        return s_usage_error(cmd->name, "'--since', '--until' and '--format' belong to "
+                                        "'audit export'");
+    }
+    if (strcmp(sub, "verify") == 0) {
+        return s_audit_verify(opts);
+    }
+    if (tail_like) {
+        exit_code = s_check_count(cmd, "--n", args.values[CTL_AUDIT_N], &n);
+        if (exit_code != CTL_CONTINUE) {
+            return exit_code;
+        }
+        return s_admin_call(opts, strcmp(sub, "tail") == 0 ? "audit.tail" : "audit.checkpoints",
+                            wire_args, n > 0 ? 1 : 0, CTL_RENDER_TABLE);
+    }
+    if (args.values[CTL_AUDIT_FORMAT] != NULL && strcmp(args.values[CTL_AUDIT_FORMAT], "jsonl")) {
+        return s_usage_error(cmd->name, "invalid value '%s' for '--format': expected jsonl",
+                             args.values[CTL_AUDIT_FORMAT]);
+    }
+    for (int i = CTL_AUDIT_SINCE; i <= CTL_AUDIT_UNTIL; i++) {
+        const char *text = args.values[i];
+
+        if (text != NULL && !s_parse_time(text, now_ms, i == CTL_AUDIT_SINCE ? &since_ms
+                                                                              : &until_ms)) {
+            return s_usage_error(cmd->name,
+                                 "invalid TIME '%s' for '%s': expected epoch milliseconds, an "
+                                 "age (30m, 24h, 7d) or ISO 8601 with a zone "
+                                 "(2026-11-25T10:00:00Z)",
+                                 text, i == CTL_AUDIT_SINCE ? "--since" : "--until");
+        }
+    }
+    if (args.values[CTL_AUDIT_UNTIL] != NULL && until_ms <= since_ms) {
+        return s_usage_error(cmd->name, "'--until' must be later than '--since'");
+    }
+    return s_audit_export(opts, since_ms, until_ms);
 }
 
 /* ---- transfers -------------------------------------------------------- */
@@ -812,15 +1110,18 @@ s_screen_clear(ctl_screen_t *scr)
     }
 }
 
-/* Prints one line of the frame. */
+/* Prints one line of the frame; text is ASCII. On a terminal the line is cut
+ * so that it does not wrap, which would break the count s_screen_clear
+ * moves up by. */
 static void
 s_screen_line(ctl_screen_t *scr, const char *text)
 {
-    fputs(text, stdout);
-    fputc('\n', stdout);
     if (scr->tty) {
+        printf("%.*s\n", (int)(scr->cols - 1), text);
         scr->drawn++;
+        return;
     }
+    puts(text);
 }
 
 /* Prints one transfer as a plain line (for logs and pipes). */
@@ -912,7 +1213,7 @@ s_xfer_list(const ctl_opts_t *opts)
     zmq_msg_t rep;
     dxb_frame_t frame;
     char detail[160] = "";
-    ctl_xfer_view_t view = {.now_ms = dxb_now_ms()};
+    ctl_xfer_view_t view = {.now_ms = 0};
     int exit_code;
 
     if (opts->json) {
@@ -923,6 +1224,8 @@ s_xfer_list(const ctl_opts_t *opts)
     if (exit_code != CTL_CONTINUE) {
         goto out;
     }
+    /* Ages count to when the broker answered. */
+    view.now_ms = dxb_now_ms();
     if (ctl_render_xfer_table(stdout, frame.u.admin_rep.result.ptr, frame.u.admin_rep.result.len,
                               &view, NULL, detail, sizeof(detail)) != DXB_OK) {
         fprintf(stderr, "dxbctl: transfers: malformed reply from broker: %s\n", detail);
@@ -1348,7 +1651,8 @@ s_cmd_transfers(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
 
 static const char *const s_keygen_opts[] = {"--name", "--out", NULL};
 static const char *const s_queues_opts[] = {"--limit", NULL};
-static const char *const s_audit_opts[] = {"--n", NULL};
+/* s_cmd_audit reads the values by these positions (CTL_AUDIT_*). */
+static const char *const s_audit_opts[] = {"--n", "--since", "--until", "--format", NULL};
 /* s_xfer_parse reads the values by these positions. */
 static const char *const s_transfers_opts[] = {"--interval", "--wait", "--timeout-wait", NULL};
 static const char *const s_transfers_flags[] = {"--watch", NULL};
@@ -1397,14 +1701,42 @@ static const ctl_cmd_t s_cmds[] = {
      "Prints the broker's counters, one per line (one JSON row with --json).\n"},
     {"audit", s_audit_opts, NULL, s_cmd_audit,
      "  audit tail [--n N]             the newest audit records\n"
-     "  audit verify                   check the audit hash chain\n",
+     "  audit verify                   check the audit hash chain and its signed checkpoints\n"
+     "  audit checkpoints [--n N]      the newest signed checkpoints of the audit log\n"
+     "  audit export [--since TIME] [--until TIME] [--format jsonl]\n"
+     "                                 audit records as JSON lines, to re-verify elsewhere\n",
      "usage: dxbctl audit tail [--n N]\n"
      "       dxbctl audit verify\n"
+     "       dxbctl audit checkpoints [--n N]\n"
+     "       dxbctl audit export [--since TIME] [--until TIME] [--format jsonl]\n"
      "\n"
      "tail prints the newest N audit records (the broker's default when --n is\n"
      "not given): sequence, time, actor, action, object, result and detail.\n"
-     "verify walks the whole hash chain; it exits 1 naming the first broken\n"
-     "record when a record was changed, deleted, inserted or reordered.\n"},
+     "\n"
+     "verify walks the whole hash chain and checks every checkpoint the broker\n"
+     "signed with its key (a valid signature, and the chain still holding the\n"
+     "signed hash at that seq). It prints records, head_seq, first_bad_seq,\n"
+     "reason, checkpoints (stored / verified) and the last good checkpoint. When\n"
+     "anything fails it exits 1 and names the first broken record and why:\n"
+     "hash-mismatch, broken-link, missing-record, malformed-record,\n"
+     "chain-shorter-than-checkpoint, chain-differs-from-checkpoint,\n"
+     "checkpoint-signature-bad, checkpoint-other-key, checkpoint-malformed.\n"
+     "\n"
+     "checkpoints lists the newest N signed checkpoints: seq, time, hash,\n"
+     "signer (the broker's public key) and signature, for checking elsewhere.\n"
+     "\n"
+     "export prints the records with since <= time < until as JSON lines (one\n"
+     "object per line, whatever --json says): seq, time, time_ms, actor, action,\n"
+     "object, result, detail, hash, prev_hash, and raw_hex when the fields do not\n"
+     "give back the stored text. Each record's hash is BLAKE2b-256(prev_hash ||\n"
+     "be64(seq) || text), text = \"time_ms\\tactor\\taction\\tobject\\tresult\\tdetail\",\n"
+     "so an auditor can recompute the chain without dxb. Large logs are fetched\n"
+     "in pages; if a page fails, what was printed are whole records and the exit\n"
+     "status is 1.\n"
+     "\n"
+     "TIME is epoch milliseconds (1764064800000), an age before now (30s, 15m,\n"
+     "24h, 7d, 2w) or ISO 8601 with a zone (2026-11-25T10:00:00Z,\n"
+     "2026-11-25T18:00+08:00).\n"},
     {"transfers", s_transfers_opts, s_transfers_flags, s_cmd_transfers,
      "  transfers                      large-file transfers in flight, with progress\n"
      "  transfers --watch              redraw their progress until all are done\n"

@@ -251,3 +251,37 @@ def test_figures_by_dataset_and_node_count_deliveries_refusals_demands_objection
     b.restart()
     again = {r["dataset"]: r for r in op(h, b, "stats.by", "dataset")}
     assert again["hr.employees"]["deliveries"] == 3
+
+
+def agent_gov(h, agent, op_name, *args, code=0):
+    """GOV_REQ on an agent's local API: the agent relays it as its node."""
+    import zmq
+    from dxbharness import pack, unpack
+    s = h.zctx.socket(zmq.DEALER)
+    try:
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(agent.api)
+        s.send(pack([1, 50, 77, op_name, [str(a) for a in args]]))
+        assert s.poll(10000), f"no answer from the agent to {op_name}"
+        rep = unpack(s.recv())
+    finally:
+        s.close(0)
+    assert rep[:3] == [1, 51, 77], rep
+    assert rep[3] == code, f"{op_name}: code {rep[3]} ({rep[4]}), wanted {code}"
+    return rep[5] if code == 0 else rep[4]
+
+
+@pytest.mark.agent
+def test_demand_filed_and_approved_through_the_agents_as_their_nodes(h):
+    b, o, c = world(h)
+    d = agent_gov(h, c, "demand.file", "hr.employees", "eligibility checks", "name,phone", "10")[0]
+    assert d["consumer"] == "sq.civil" and d["filed_by"] == "sq.civil" and d["state"] == "pending"
+    # The consumer may not decide its own demand; the owner may.
+    assert "only the owner" in agent_gov(h, c, "demand.approve", d["demand_id"], code=6)
+    a = agent_gov(h, o, "demand.approve", d["demand_id"], "", "phone=keep:3,4")[0]
+    assert a["state"] == "approved" and a["decided_by"] == "sq.hrss"
+    # Each node sees only what it is a party to.
+    assert [x["demand_id"] for x in agent_gov(h, c, "demand.list")] == [d["demand_id"]]
+    assert agent_gov(h, c, "stats.by", "node", code=6) == "figures are for operators"
+    g = agent_gov(h, c, "grant.list")[0]
+    assert g["mask"] == "phone=keep:3,4" and g["fields"] == "name,phone"
