@@ -19,6 +19,7 @@
 
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
+#include "broker/brk_auditcp.h"
 #include "broker/brk_xfer.h"
 #include "proto/dxb_seal.h"
 #include "proto/dxb_xfer.h"
@@ -1427,6 +1428,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (now - last_sweep >= 1000) {
         last_sweep = now;
         s_sweep(srv);
+        brk_auditcp_tick(srv);
     }
 #ifdef DXB_HAVE_SYSTEMD
     static uint64_t last_watchdog;
@@ -1726,6 +1728,7 @@ brk_server_run(brk_server_t *srv)
     zloop_start(srv->loop);
     s_notify("STOPPING=1");
     s_audit_now(srv, "broker", "stop", srv->cfg.id, "ok", "signal");
+    brk_auditcp_flush(srv); /* sign the last records: a cut tail is then detected */
     return DXB_OK;
 }
 

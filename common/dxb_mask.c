@@ -308,6 +308,18 @@ s_policy_lookup(const dxb_mask_policy_t *p, const uint8_t *name, size_t len, int
     }
 }
 
+/* The rule a data field gets: its own, else the "*" rule when the policy
+ * has one (e.g. "*=drop;name=keep:1,0" keeps only what a grant allows). */
+static const dxb_mask_rule_t *
+s_policy_rule(const dxb_mask_policy_t *p, const uint8_t *name, size_t len, int32_t *rule_out)
+{
+    const dxb_mask_rule_t *rule = s_policy_lookup(p, name, len, rule_out);
+    if (rule == NULL && p != NULL && !(len == 1 && name[0] == '*')) {
+        rule = s_policy_lookup(p, (const uint8_t *)"*", 1, rule_out);
+    }
+    return rule;
+}
+
 static void
 s_policy_index(dxb_mask_policy_t *p, int16_t r)
 {
@@ -1364,7 +1376,7 @@ s_jsonl_record(dxb_mask_t *m, const uint8_t *rec, size_t base, size_t len, const
             goto out_perr;
         }
         const dxb_mask_rule_t *rule =
-            s_policy_lookup(m->policy, m->key_dec.data, m->key_dec.len, NULL);
+            s_policy_rule(m->policy, m->key_dec.data, m->key_dec.len, NULL);
         if (rule != NULL) {
             st->fields[rule->action]++;
         }
@@ -1618,7 +1630,7 @@ s_csv_header(dxb_mask_t *m, const uint8_t *rec, size_t base, size_t len, const c
             goto out_free;
         }
         m->name_off[c + 1] = m->names.len;
-        if (s_policy_lookup(m->policy, m->key_dec.data, m->key_dec.len, &r) != NULL) {
+        if (s_policy_rule(m->policy, m->key_dec.data, m->key_dec.len, &r) != NULL) {
             seen[r] = true;
         }
         m->col_rule[c] = r;
@@ -1627,7 +1639,8 @@ s_csv_header(dxb_mask_t *m, const uint8_t *rec, size_t base, size_t len, const c
     m->ncols = n;
     /* A policy field the header lacks may be a renamed column: fail closed. */
     for (size_t r = 0; !m->lenient && r < m->policy->count; r++) {
-        if (!seen[r]) {
+        const dxb_mask_rule_t *any = &m->policy->rules[r];
+        if (!seen[r] && !(any->field_len == 1 && any->field[0] == '*')) {
             char shown[64];
             const dxb_mask_rule_t *rule = &m->policy->rules[r];
             s_show_name((const uint8_t *)rule->field, rule->field_len, shown, sizeof(shown));

@@ -27,7 +27,9 @@
  * last record may have none. A bare CR outside quotes is an error. A leading
  * UTF-8 BOM is copied and ignored. All bytes must be valid UTF-8.
  *
- * Policy text (dxb_mask_policy_parse / _format), one rule per field:
+ * Policy text (dxb_mask_policy_parse / _format), one rule per field; the
+ * field "*" names every field that has no rule of its own ("*=drop;name=
+ * keep:1,0" keeps only name, masked: how a grant narrows the fields):
  *     name=keep:1,0;id_no=keep:6,4;phone=keep:3,4;address=redact;person_id=hash;notes=drop
  *   rule    FIELD '=' ACTION, rules separated by ';'
  *   ACTION  drop            remove the field / column

@@ -872,6 +872,22 @@ test_mask_format_is_guessed_from_the_file_name(void **state)
     assert_string_equal(dxb_mask_action_name(DXB_MASK_ACTION_COUNT), "?");
 }
 
+/* The "*" rule covers every field without a rule of its own: how a grant
+ * narrowed to some fields is applied (everything else dropped). */
+static void
+test_mask_star_rule_keeps_only_granted_fields(void **state)
+{
+    (void)state;
+    s_expect(DXB_MASK_CSV, "*=drop;name=keep:1,0;phone=keep:3,4",
+             "name,id_no,phone,address\n张三丰,32130219800101123X,13812345678,宿迁\n",
+             "name,phone\n张**,138****5678\n");
+    s_expect(DXB_MASK_JSONL, "*=drop;phone=keep:3,4",
+             "{\"name\":\"张三\",\"phone\":\"13812345678\",\"n\":{\"a\":1}}\n",
+             "{\"phone\":\"138****5678\"}\n");
+    /* Explicit rules win; "*" alone in a non-lenient CSV is not a missing column. */
+    s_expect(DXB_MASK_CSV, "*=redact;dept=redact:ok", "dept,name\nHR,Li\n", "dept,name\nok,***\n");
+}
+
 int
 main(void)
 {
@@ -895,6 +911,7 @@ main(void)
         cmocka_unit_test(test_mask_failed_record_leaves_no_partial_output),
         cmocka_unit_test(test_mask_output_is_bounded_by_a_factor_of_the_input),
         cmocka_unit_test(test_mask_format_is_guessed_from_the_file_name),
+        cmocka_unit_test(test_mask_star_rule_keeps_only_granted_fields),
     };
     return cmocka_run_group_tests(tests, s_group_setup, NULL);
 }
