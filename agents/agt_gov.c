@@ -29,6 +29,7 @@ typedef struct agt_grant {
     uint64_t id;
     char dataset[65], consumer[65], owner[65];
     char mask[1025];
+    char fields[1025]; /* granted fields, comma list; "" = all */
     bool active;
 } agt_grant_t;
 
@@ -203,6 +204,8 @@ s_grant_field(agt_grant_t *g, const uint8_t *key, size_t klen, const agt_val_t *
         s_copy(g->owner, sizeof(g->owner), v);
     } else if (KEY("mask")) {
         s_copy(g->mask, sizeof(g->mask), v);
+    } else if (KEY("fields")) {
+        s_copy(g->fields, sizeof(g->fields), v);
     } else if (KEY("state")) {
         g->active = v->is_str && v->len == 6 && memcmp(v->str, "active", 6) == 0;
     }
@@ -458,7 +461,8 @@ agt_gov_mask_grant(const agt_t *a, const char *dataset, const char *consumer)
 {
     for (size_t i = 0; i < a->n_grants; i++) {
         const agt_grant_t *g = &a->grants[i];
-        if (g->active && g->mask[0] != '\0' && strcmp(g->owner, a->cfg.id) == 0 &&
+        if (g->active && (g->mask[0] != '\0' || g->fields[0] != '\0') &&
+            strcmp(g->owner, a->cfg.id) == 0 &&
             strcmp(g->dataset, dataset) == 0 && strcmp(g->consumer, consumer) == 0) {
             return g;
         }
@@ -472,6 +476,63 @@ agt_gov_grant_id(const agt_grant_t *g)
     return g->id;
 }
 
+/* Appends a policy token, escaping what the policy syntax reserves. */
+static void
+s_put_tok(msgpack_sbuffer *sb, const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == ';' || t[i] == '=' || t[i] == '\\' || t[i] == ' ') {
+            msgpack_sbuffer_write(sb, "\\", 1);
+        }
+        msgpack_sbuffer_write(sb, &t[i], 1);
+    }
+}
+
+/* The policy a grant means: its mask, and when it names fields, every other
+ * field dropped ("*=drop"), the named ones kept or masked by their rule. */
+static dxb_err_t
+s_grant_policy(const agt_grant_t *g, dxb_mask_policy_t **out, char *why, size_t why_cap)
+{
+    if (g->fields[0] == '\0') {
+        return dxb_mask_policy_parse(g->mask, strlen(g->mask), out, why, why_cap);
+    }
+    dxb_mask_policy_t *mask = NULL;
+    dxb_err_t err = dxb_mask_policy_parse(g->mask, strlen(g->mask), &mask, why, why_cap);
+    if (err) {
+        return err;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_write(&sb, "*=drop", 6);
+    const char *p = g->fields;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const dxb_mask_rule_t *r = dxb_mask_policy_find(mask, p, len);
+        msgpack_sbuffer_write(&sb, ";", 1);
+        s_put_tok(&sb, p, len);
+        char act[64];
+        int w;
+        if (r == NULL) {
+            w = snprintf(act, sizeof(act), "=pass");
+        } else if (r->action == DXB_MASK_KEEP) {
+            w = snprintf(act, sizeof(act), "=keep:%u,%u", r->keep_first, r->keep_last);
+        } else {
+            w = snprintf(act, sizeof(act), "=%s%s", dxb_mask_action_name(r->action),
+                         r->has_text ? ":" : "");
+        }
+        msgpack_sbuffer_write(&sb, act, (size_t)w);
+        if (r != NULL && r->has_text) {
+            s_put_tok(&sb, r->text, r->text_len);
+        }
+        p = comma ? comma + 1 : p + len;
+    }
+    err = dxb_mask_policy_parse(sb.data, sb.size, out, why, why_cap);
+    msgpack_sbuffer_destroy(&sb);
+    dxb_mask_policy_destroy(&mask);
+    return err;
+}
+
 dxb_err_t
 agt_gov_mask(const agt_t *a, const agt_grant_t *g, const char *name, dxb_bytes_t in,
              uint8_t **out, size_t *out_len, char *why, size_t why_cap)
@@ -482,7 +543,7 @@ agt_gov_mask(const agt_t *a, const agt_grant_t *g, const char *name, dxb_bytes_t
         return DXB_EINVAL;
     }
     dxb_mask_policy_t *pol = NULL;
-    dxb_err_t err = dxb_mask_policy_parse(g->mask, strlen(g->mask), &pol, why, why_cap);
+    dxb_err_t err = s_grant_policy(g, &pol, why, why_cap);
     if (err) {
         return err;
     }

@@ -277,6 +277,8 @@ dxb_mask_action_name(dxb_mask_action_t action)
         return "keep";
     case DXB_MASK_HASH:
         return "hash";
+    case DXB_MASK_PASS:
+        return "pass";
     case DXB_MASK_ACTION_COUNT:
         break;
     }
@@ -468,10 +470,12 @@ s_parse_rule(const char *text, size_t rs, size_t re, dxb_mask_rule_t *rule, size
         rule->action = DXB_MASK_HASH;
     } else if (act_len == 4 && memcmp(act, "keep", 4) == 0) {
         rule->action = DXB_MASK_KEEP;
+    } else if (act_len == 4 && memcmp(act, "pass", 4) == 0 && !has_arg) {
+        rule->action = DXB_MASK_PASS;
     } else {
         s_errf(errbuf, errcap,
                "policy rule %zu (offset %zu, field \"%s\"): unknown action (expected drop, "
-               "redact[:TEXT], keep:F,L or hash[:PREFIX])",
+               "redact[:TEXT], keep:F,L, hash[:PREFIX] or pass)",
                rule_no, act_at, shown);
         return DXB_EINVAL;
     }
@@ -914,6 +918,7 @@ s_mask_value(dxb_mask_t *m, const dxb_mask_rule_t *rule, const uint8_t *v, size_
         err = s_hash(m, rule, v, n);
         break;
     case DXB_MASK_DROP:
+    case DXB_MASK_PASS:
     case DXB_MASK_ACTION_COUNT:
         return DXB_EINTERNAL;
     }
@@ -1377,6 +1382,10 @@ s_jsonl_record(dxb_mask_t *m, const uint8_t *rec, size_t base, size_t len, const
         }
         const dxb_mask_rule_t *rule =
             s_policy_rule(m->policy, m->key_dec.data, m->key_dec.len, NULL);
+        if (rule != NULL && rule->action == DXB_MASK_PASS) {
+            st->fields[DXB_MASK_PASS]++;
+            rule = NULL; /* copied as it is */
+        }
         if (rule != NULL) {
             st->fields[rule->action]++;
         }
@@ -1632,6 +1641,9 @@ s_csv_header(dxb_mask_t *m, const uint8_t *rec, size_t base, size_t len, const c
         m->name_off[c + 1] = m->names.len;
         if (s_policy_rule(m->policy, m->key_dec.data, m->key_dec.len, &r) != NULL) {
             seen[r] = true;
+            if (m->policy->rules[r].action == DXB_MASK_PASS) {
+                r = -1; /* copied as it is */
+            }
         }
         m->col_rule[c] = r;
         kept += r < 0 || m->policy->rules[r].action != DXB_MASK_DROP;

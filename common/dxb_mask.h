@@ -45,6 +45,7 @@
  *                           (32 lower-case hex chars), key = the grant's
  *                           32-byte hash key: same value and key, same output.
  *           hash:PREFIX     the same, with PREFIX (0..16 bytes) in front: "h:"
+ *           pass            leave the field as it is (next to a "*" rule)
  *   FIELD is 1..128 bytes, TEXT and PREFIX as above; all are UTF-8 without
  *   control characters. '\' escapes the next byte, which must be one of
  *   '\' ';' '=' or space. Spaces and tabs around rules, around '=' and at the
@@ -111,6 +112,7 @@ typedef enum {
     DXB_MASK_REDACT,
     DXB_MASK_KEEP,
     DXB_MASK_HASH,
+    DXB_MASK_PASS, /* leave the value as it is (useful next to a "*" rule) */
     DXB_MASK_ACTION_COUNT
 } dxb_mask_action_t;
 

@@ -285,3 +285,12 @@ def test_demand_filed_and_approved_through_the_agents_as_their_nodes(h):
     assert agent_gov(h, c, "stats.by", "node", code=6) == "figures are for operators"
     g = agent_gov(h, c, "grant.list")[0]
     assert g["mask"] == "phone=keep:3,4" and g["fields"] == "name,phone"
+    # The grant narrows the fields: only name and phone leave the provider.
+    gpath = os.path.join(o.data_dir, "governance", "grants.json")
+    wait_until(lambda: os.path.exists(gpath) and json.load(open(gpath)), 15, what="grants.json")
+    o.drop("hr.employees", "staff.csv", CSV.encode())
+    data, _ = wait_until(lambda: c.received("hr.employees").get("staff.csv"), 20, what="file")
+    lines = data.decode().splitlines()
+    assert lines[0] == "name,phone"
+    assert lines[1] == "张三丰,138****5678"
+    assert "32130219800101123X" not in data.decode() and "人社局" not in data.decode()

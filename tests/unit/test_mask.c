@@ -884,6 +884,11 @@ test_mask_star_rule_keeps_only_granted_fields(void **state)
     s_expect(DXB_MASK_JSONL, "*=drop;phone=keep:3,4",
              "{\"name\":\"张三\",\"phone\":\"13812345678\",\"n\":{\"a\":1}}\n",
              "{\"phone\":\"138****5678\"}\n");
+    /* pass leaves a field as it is next to "*": a grant of fields a,b. */
+    s_expect(DXB_MASK_CSV, "*=drop;dept=pass;phone=keep:3,4",
+             "name,dept,phone\n张三,人社局,13812345678\n", "dept,phone\n人社局,138****5678\n");
+    s_expect(DXB_MASK_JSONL, "*=drop;dept=pass",
+             "{\"name\":\"张三\",\"dept\":\"人社局\"}\n", "{\"dept\":\"人社局\"}\n");
     /* Explicit rules win; "*" alone in a non-lenient CSV is not a missing column. */
     s_expect(DXB_MASK_CSV, "*=redact;dept=redact:ok", "dept,name\nHR,Li\n", "dept,name\nok,***\n");
 }
