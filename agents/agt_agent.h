@@ -198,6 +198,8 @@ uint16_t agt_xfer_on_chunk(agt_t *a, MDB_txn *txn, const dxb_env_t *env, agt_xfe
 dxb_err_t agt_xfer_sync(agt_t *a) DXB_MUST_CHECK;
 /* After the batch's commit (ok) or abort (!ok). */
 void agt_xfer_settle(agt_t *a, bool ok);
+/* Forgets incoming transfers idle longer than inbound.dedup_window_s. */
+void agt_xfer_sweep(agt_t *a);
 
 /* agt_gov.c: catalog declaration, governance state, masking (PROTOCOL.md 10) */
 typedef struct agt_grant agt_grant_t;

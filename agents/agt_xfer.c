@@ -74,6 +74,7 @@ typedef struct {
     uint32_t received; /* chunks written and fsynced */
     uint8_t failed;
     uint64_t created_ms, started_ms;
+    uint64_t updated_ms; /* last chunk taken (or failure): the sweep's clock */
 } agt_xin_t;
 
 /* Run-time state of one transfer: its open file and running hash. */
@@ -746,8 +747,9 @@ s_xin_get(agt_t *a, MDB_txn *txn, const uint8_t id[16], agt_xin_t *x, bool *foun
 }
 
 static dxb_err_t
-s_xin_put(agt_t *a, MDB_txn *txn, const agt_xin_t *x)
+s_xin_put(agt_t *a, MDB_txn *txn, agt_xin_t *x)
 {
+    x->updated_ms = dxb_now_ms();
     MDB_val k = {16, (void *)x->xfer_id}, v = {sizeof(*x), (void *)x};
     return dxb_store_err(mdb_put(txn, a->xin, &k, &v, 0), "xin put");
 }
@@ -966,6 +968,50 @@ agt_xfer_sync(agt_t *a)
         }
     }
     return err;
+}
+
+/* Forgets incoming transfers that made no progress for longer than the
+ * inbox de-duplication window (the sender gave up or its chunks expired at
+ * the broker), with their part files. Failed ones are kept that long too, so
+ * their late chunks are still refused. */
+void
+agt_xfer_sweep(agt_t *a)
+{
+    static agt_xin_t x;
+    uint64_t now = dxb_now_ms(), window = a->cfg.dedup_window_s * 1000;
+    MDB_txn *txn = NULL;
+    if (dxb_store_begin(a->store, true, &txn) != DXB_OK) {
+        return;
+    }
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    unsigned n = 0;
+    mdb_cursor_open(txn, a->xin, &cur);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < 64;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != sizeof(x)) {
+            continue;
+        }
+        memcpy(&x, v.mv_data, sizeof(x));
+        if (now <= x.updated_ms + window) {
+            continue;
+        }
+        char path[PATH_CAP], hex[33];
+        s_part_path(a, &x, path, sizeof(path));
+        dxb_hex_encode(x.xfer_id, 16, hex);
+        if (mdb_cursor_del(cur, 0) == 0) {
+            unlink(path);
+            n++;
+            dxb_log_notice("AGT-XFERSWEEP", "abandoned incoming transfer forgotten xfer_id=%s "
+                           "sender=%s file=%s received=%u of %u", hex, x.sender, x.name,
+                           x.received, x.m.count);
+        }
+    }
+    mdb_cursor_close(cur);
+    sodium_memzero(&x, sizeof(x));
+    if (n == 0 || agt_store_commit(a, &txn) != DXB_OK) {
+        dxb_store_abort(&txn);
+    }
 }
 
 void

@@ -68,6 +68,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (now - last_sweep >= 10000) {
         last_sweep = now;
         agt_store_sweep(a);
+        agt_xfer_sweep(a);
     }
 #ifdef DXB_HAVE_SYSTEMD
     static uint64_t last_watchdog;
