@@ -525,7 +525,7 @@ s_on_dack(brk_server_t *srv, MDB_txn *txn, brk_item_t *it)
         dxb_hex_encode(r.msg_id, 16, idhex);
         if (r.code == DXB_W_OK) {
             err = brk_queue_ack(srv->queue, txn, s->cfg.id, f.qseq);
-            if (!err && f.bulk) {
+            if (!err && f.bulk && !f.manifest) {
                 err = brk_xfer_note_acked(srv->queue, txn, f.xfer_id, f.size, dxb_now_ms());
             }
             if (!err) {
@@ -1169,6 +1169,7 @@ typedef struct {
     uint8_t xfer_ids[DXB_MAX_BATCH][16];
     char datasets[DXB_MAX_BATCH][DXB_ID_CAP];
     bool bulk[DXB_MAX_BATCH];
+    bool manifest[DXB_MAX_BATCH];
     size_t n;
     size_t bytes;
     uint32_t space;
@@ -1260,6 +1261,7 @@ s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
         }
     }
     p->bulk[p->n] = bulk;
+    p->manifest[p->n] = (env.hdr.flags & DXB_FLAG_MANIFEST) != 0;
     memcpy(p->datasets[p->n], env.hdr.dataset, DXB_ID_CAP);
     p->envs[p->n].ptr = raw;
     p->envs[p->n].len = len;
@@ -1333,6 +1335,7 @@ s_pump(brk_server_t *srv, brk_sess_t *s)
             memcpy(f->msg_id, p.ids[i], 16);
             f->sent_mono_ms = now;
             f->bulk = p.bulk[i];
+            f->manifest = p.manifest[i];
             f->size = (uint32_t)p.envs[i].len;
             memcpy(f->xfer_id, p.xfer_ids[i], 16);
             memcpy(f->dataset, p.datasets[i], DXB_ID_CAP);

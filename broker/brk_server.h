@@ -27,6 +27,7 @@ typedef struct {
     uint8_t msg_id[16];
     uint64_t sent_mono_ms;
     bool bulk;           /* a piece of a chunked transfer (counts against BULK_INFLIGHT) */
+    bool manifest;       /* ... its manifest (not a chunk of file data) */
     uint32_t size;       /* envelope bytes */
     uint8_t xfer_id[16]; /* its transfer, when bulk */
     char dataset[DXB_ID_CAP]; /* for the per-dataset figures */

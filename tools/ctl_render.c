@@ -834,12 +834,12 @@ static const char *const s_xfer_headers[CTL_XCOL_COUNT] = {
 /* The listing, and the progress view: what matters most comes first, since
  * a line too wide for the terminal is cut at the right. */
 static const size_t s_xfer_list_cols[] = {
-    CTL_XCOL_ID,   CTL_XCOL_SENDER, CTL_XCOL_DATASET, CTL_XCOL_RCPT, CTL_XCOL_STATE, CTL_XCOL_DONE,
-    CTL_XCOL_PCT, CTL_XCOL_RATE,   CTL_XCOL_ETA,     CTL_XCOL_AGE,
+    CTL_XCOL_ID,   CTL_XCOL_SENDER, CTL_XCOL_DATASET, CTL_XCOL_RCPT, CTL_XCOL_STATE,
+    CTL_XCOL_DONE, CTL_XCOL_PCT,    CTL_XCOL_RATE,    CTL_XCOL_ETA,  CTL_XCOL_AGE,
 };
 static const size_t s_xfer_bar_cols[] = {
-    CTL_XCOL_ID,    CTL_XCOL_BAR,    CTL_XCOL_DONE,    CTL_XCOL_RATE,
-    CTL_XCOL_ETA,   CTL_XCOL_STATE,  CTL_XCOL_SENDER,  CTL_XCOL_DATASET,
+    CTL_XCOL_ID,  CTL_XCOL_BAR,   CTL_XCOL_DONE,   CTL_XCOL_RATE,
+    CTL_XCOL_ETA, CTL_XCOL_STATE, CTL_XCOL_SENDER, CTL_XCOL_DATASET,
 };
 
 /* Least widths of the progress view's figures: "412.0 MiB / 1.0 GiB",
@@ -853,16 +853,16 @@ static const size_t s_xfer_bar_widths[CTL_XCOL_COUNT] = {
 
 /* Both passes over a transfers table. */
 typedef struct {
-    const ctl_xfer_view_t *view; /* borrowed */
-    const size_t *order;         /* CTL_XCOL_* shown, in order; borrowed */
-    size_t n_cols;               /* entries in order */
-    size_t bar_cells;            /* cells of the progress bar; 0 while measuring */
-    ctl_col_t cols[CTL_XCOL_COUNT];    /* in display order; widths grow while measuring */
-    ctl_cell_t all[CTL_XCOL_COUNT];    /* the row being formatted, by CTL_XCOL_* */
-    ctl_cell_t cells[CTL_XCOL_COUNT];  /* the same, in display order */
-    FILE *out;                   /* NULL while measuring; borrowed */
-    size_t picked;               /* rows the view picked in this pass */
-    size_t shown;                /* of those, rows printed */
+    const ctl_xfer_view_t *view;      /* borrowed */
+    const size_t *order;              /* CTL_XCOL_* shown, in order; borrowed */
+    size_t n_cols;                    /* entries in order */
+    size_t bar_cells;                 /* cells of the progress bar; 0 while measuring */
+    ctl_col_t cols[CTL_XCOL_COUNT];   /* in display order; widths grow while measuring */
+    ctl_cell_t all[CTL_XCOL_COUNT];   /* the row being formatted, by CTL_XCOL_* */
+    ctl_cell_t cells[CTL_XCOL_COUNT]; /* the same, in display order */
+    FILE *out;                        /* NULL while measuring; borrowed */
+    size_t picked;                    /* rows the view picked in this pass */
+    size_t shown;                     /* of those, rows printed */
 } ctl_xfer_table_t;
 
 static void
@@ -910,10 +910,10 @@ s_xfer_field(ctl_xfer_t *x, const uint8_t *key, size_t key_len, const ctl_value_
         const char *name;
         uint64_t *dst;
     } counts[] = {
-        {"recipients", &x->recipients},     {"chunks", &x->chunks},
+        {"recipients", &x->recipients},       {"chunks", &x->chunks},
         {"stored_chunks", &x->stored_chunks}, {"acked_chunks", &x->acked_chunks},
-        {"total_bytes", &x->total_bytes},   {"stored_bytes", &x->stored_bytes},
-        {"resent_bytes", &x->resent_bytes}, {"started_ms", &x->started_ms},
+        {"total_bytes", &x->total_bytes},     {"stored_bytes", &x->stored_bytes},
+        {"resent_bytes", &x->resent_bytes},   {"started_ms", &x->started_ms},
         {"updated_ms", &x->updated_ms},
     };
     struct {
@@ -1145,10 +1145,9 @@ s_xfer_print_line(const ctl_xfer_table_t *t)
         memcpy(line + n, t->cells[c].text, t->cells[c].len);
         n += t->cells[c].len;
         if (c + 1 < t->n_cols) {
-            size_t pad = (t->cols[c].width > t->cells[c].width
-                              ? t->cols[c].width - t->cells[c].width
-                              : 0) +
-                         CTL_COL_GAP;
+            size_t pad =
+                (t->cols[c].width > t->cells[c].width ? t->cols[c].width - t->cells[c].width : 0) +
+                CTL_COL_GAP;
 
             memset(line + n, ' ', pad);
             n += pad;

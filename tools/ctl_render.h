@@ -7,6 +7,10 @@
  * or half a JSON document. Text from the broker is sanitised before it
  * reaches a terminal (no control or escape sequences, invalid UTF-8 replaced).
  *
+ * It also formats figures in human units, and decodes and shows the rows of
+ * the `transfers` command (listing, progress bars, one-line summaries) for
+ * `dxbctl transfers`, which owns the polling and the terminal.
+ *
  * Thread context: none; the functions only write to the FILE they are given.
  */
 #ifndef CTL_RENDER_H
@@ -79,24 +83,24 @@ typedef enum {
  * sanitised. A key the row lacks, or with a value of the wrong type, leaves
  * the field at its default (texts "-", numbers 0, eta_s -1). */
 typedef struct {
-    char id[CTL_XFER_ID_LEN + 4];       /* xfer_id as sent, sanitised; a longer one is cut
-                                           after 32 bytes and marked "..."; "" absent */
-    char sender[CTL_XFER_TEXT_CAP];     /* sanitised node id */
-    char dataset[CTL_XFER_TEXT_CAP];    /* sanitised dataset id */
-    char state_text[16];                /* the state word as sent, sanitised */
-    ctl_xfer_state_t state;             /* state_text, classified */
-    uint64_t recipients;                /* nodes the file goes to */
-    uint64_t chunks;                    /* chunks of the file; 0 until known */
-    uint64_t stored_chunks;             /* distinct chunks the broker stored */
-    uint64_t acked_chunks;              /* chunk deliveries acknowledged, all recipients */
-    uint64_t total_bytes;               /* file bytes; 0 until known */
-    uint64_t stored_bytes;              /* envelope bytes stored at the broker */
-    uint64_t resent_bytes;              /* bytes the sender sent again */
-    double progress;                    /* 0..1: share of deliveries acknowledged */
-    double rate_bps;                    /* >= 0: file bytes per second to all recipients */
-    double eta_s;                       /* seconds left; < 0 unknown, 0 done */
-    uint64_t started_ms;                /* wall clock of the first piece; 0 unknown */
-    uint64_t updated_ms;                /* wall clock of the last change; 0 unknown */
+    char id[CTL_XFER_ID_LEN + 4];    /* xfer_id as sent, sanitised; a longer one is cut
+                                        after 32 bytes and marked "..."; "" absent */
+    char sender[CTL_XFER_TEXT_CAP];  /* sanitised node id */
+    char dataset[CTL_XFER_TEXT_CAP]; /* sanitised dataset id */
+    char state_text[16];             /* the state word as sent, sanitised */
+    ctl_xfer_state_t state;          /* state_text, classified */
+    uint64_t recipients;             /* nodes the file goes to */
+    uint64_t chunks;                 /* chunks of the file; 0 until known */
+    uint64_t stored_chunks;          /* distinct chunks the broker stored */
+    uint64_t acked_chunks;           /* chunk deliveries acknowledged, all recipients */
+    uint64_t total_bytes;            /* file bytes; 0 until known */
+    uint64_t stored_bytes;           /* envelope bytes stored at the broker */
+    uint64_t resent_bytes;           /* bytes the sender sent again */
+    double progress;                 /* 0..1: share of deliveries acknowledged */
+    double rate_bps;                 /* >= 0: file bytes per second to all recipients */
+    double eta_s;                    /* seconds left; < 0 unknown, 0 done */
+    uint64_t started_ms;             /* wall clock of the first piece; 0 unknown */
+    uint64_t updated_ms;             /* wall clock of the last change; 0 unknown */
 } ctl_xfer_t;
 
 /* Visitor of ctl_render_xfer_each: x is borrowed for the call only; returns
@@ -112,16 +116,16 @@ dxb_err_t ctl_render_xfer_each(const uint8_t *result, size_t len, ctl_xfer_fn fn
 
 /* How ctl_render_xfer_table shows transfers. */
 typedef struct {
-    uint64_t now_ms;   /* local wall clock, for AGE */
-    bool bars;         /* progress view: ID, PROGRESS (bar and percent), DONE, RATE, ETA,
-                          STATE, SENDER, DATASET; else the listing: ID, SENDER, DATASET, RCPT,
-                          STATE, DONE, PCT, RATE, ETA, AGE */
-    ctl_xfer_fn pick;  /* rows to show; NULL: all. Called twice per row, so it must answer
-                          the same both times */
-    void *pick_arg;    /* borrowed; passed to pick */
-    size_t max_rows;   /* rows printed at most; 0: no limit */
-    size_t max_cols;   /* display columns per line at most (the bar shrinks first, then
-                          lines are cut); 0: no limit */
+    uint64_t now_ms;  /* local wall clock, for AGE */
+    bool bars;        /* progress view: ID, PROGRESS (bar and percent), DONE, RATE, ETA,
+                         STATE, SENDER, DATASET; else the listing: ID, SENDER, DATASET, RCPT,
+                         STATE, DONE, PCT, RATE, ETA, AGE */
+    ctl_xfer_fn pick; /* rows to show; NULL: all. Called twice per row, so it must answer
+                         the same both times */
+    void *pick_arg;   /* borrowed; passed to pick */
+    size_t max_rows;  /* rows printed at most; 0: no limit */
+    size_t max_cols;  /* display columns per line at most (the bar shrinks first, then
+                         lines are cut); 0: no limit */
 } ctl_xfer_view_t;
 
 /* Prints the transfers as an aligned table for a person, with a header line,

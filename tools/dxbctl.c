@@ -5,9 +5,13 @@
  * request (PROTOCOL.md section 8) on a fresh DEALER socket, waits at most
  * --timeout for the reply and prints the result with ctl_render. dxbctl only
  * speaks the admin protocol; it never opens the broker's store.
+ * `transfers --watch` and `--wait` repeat their request every --interval and
+ * are the only commands that catch SIGINT/SIGTERM (to end between polls).
  *
  * Exit status: 0 success; 1 the broker refused the command or a local step
- * failed; 2 no answer within --timeout; 64 usage error (EX_USAGE).
+ * failed; 2 no answer within --timeout (or, for `transfers --wait`, not done
+ * within --timeout-wait); 64 usage error (EX_USAGE); 128+N for `transfers
+ * --wait` ended by signal N.
  * Thread context: single-threaded program.
  */
 #include <errno.h>
@@ -67,8 +71,8 @@ typedef struct {
 
 typedef struct ctl_cmd ctl_cmd_t;
 struct ctl_cmd {
-    const char *name;             /* first word after the global options */
-    const char *const *opt_names; /* options the command takes ("--limit"), NULL-ended */
+    const char *name;              /* first word after the global options */
+    const char *const *opt_names;  /* options the command takes ("--limit"), NULL-ended */
     const char *const *flag_names; /* options without a value ("--watch"), NULL-ended */
     /* argv[0] is the command name; returns the exit code */
     int (*run)(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv);
@@ -369,8 +373,7 @@ s_admin_decode(const char *command, const uint8_t *buf, size_t len, dxb_frame_t 
     if (frame->u.admin_rep.code != DXB_W_OK) {
         fprintf(stderr, "dxbctl: %s: %s: ", command, dxb_wire_err_name(frame->u.admin_rep.code));
         if (frame->u.admin_rep.message.len > 0) {
-            ctl_render_text(stderr, frame->u.admin_rep.message.ptr,
-                            frame->u.admin_rep.message.len);
+            ctl_render_text(stderr, frame->u.admin_rep.message.ptr, frame->u.admin_rep.message.len);
         } else {
             fputs(dxb_strerror(dxb_err_from_wire(frame->u.admin_rep.code)), stderr);
         }
@@ -419,8 +422,8 @@ s_admin_reply(const ctl_opts_t *opts, const char *command, const uint8_t *buf, s
  * reply into rep (initialised and owned by the caller). Returns CTL_CONTINUE,
  * or the exit code after printing why not. */
 static int
-s_admin_request(const ctl_opts_t *opts, const char *command, const char *const *args,
-                size_t n_args, zmq_msg_t *rep)
+s_admin_request(const ctl_opts_t *opts, const char *command, const char *const *args, size_t n_args,
+                zmq_msg_t *rep)
 {
     msgpack_sbuffer req;
     int exit_code = CTL_EXIT_FAIL;
@@ -463,8 +466,8 @@ s_admin_call(const ctl_opts_t *opts, const char *command, const char *const *arg
     zmq_msg_init(&rep);
     exit_code = s_admin_request(opts, command, args, n_args, &rep);
     if (exit_code == CTL_CONTINUE) {
-        exit_code = s_admin_reply(opts, command, zmq_msg_data(&rep), zmq_msg_size(&rep),
-                                  human_mode);
+        exit_code =
+            s_admin_reply(opts, command, zmq_msg_data(&rep), zmq_msg_size(&rep), human_mode);
     }
     zmq_msg_close(&rep);
     return exit_code;
@@ -1075,33 +1078,12 @@ s_pause(uint64_t ms, const sigset_t *sleep_mask)
     (void)ppoll(NULL, 0, &ts, sleep_mask);
 }
 
+/* Takes the terminal's size (80x24 when it does not say). */
 static void
-s_screen_init(ctl_screen_t *scr)
-{
-    const char *term = getenv("TERM");
-
-    memset(scr, 0, sizeof(*scr));
-    scr->tty = isatty(STDOUT_FILENO) == 1 && (term == NULL || strcmp(term, "dumb") != 0);
-    if (scr->tty) {
-        /* A frame reaches the terminal in one write, at s_screen_flush. */
-        setvbuf(stdout, NULL, _IOFBF, 0);
-    }
-}
-
-/* Erases the frame on the screen and takes the terminal's size again. */
-static void
-s_screen_clear(ctl_screen_t *scr)
+s_screen_size(ctl_screen_t *scr)
 {
     struct winsize ws;
 
-    if (!scr->tty) {
-        return;
-    }
-    if (scr->drawn > 0) {
-        /* Back to the frame's first line, then erase to the end of the screen. */
-        printf("\r\033[%zuA\033[J", scr->drawn);
-        scr->drawn = 0;
-    }
     scr->cols = 80;
     scr->rows = 24;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_row > 0) {
@@ -1110,8 +1092,38 @@ s_screen_clear(ctl_screen_t *scr)
     }
 }
 
-/* Prints one line of the frame; text is ASCII. On a terminal the line is cut
- * so that it does not wrap, which would break the count s_screen_clear
+static void
+s_screen_init(ctl_screen_t *scr)
+{
+    const char *term = getenv("TERM");
+
+    memset(scr, 0, sizeof(*scr));
+    scr->tty = isatty(STDOUT_FILENO) == 1 && (term == NULL || strcmp(term, "dumb") != 0);
+    if (scr->tty) {
+        s_screen_size(scr);
+        /* A frame reaches the terminal in one write, at s_screen_flush. */
+        setvbuf(stdout, NULL, _IOFBF, 0);
+    }
+}
+
+/* Erases the frame on the screen and takes the terminal's size again (it may
+ * have been resized). */
+static void
+s_screen_clear(ctl_screen_t *scr)
+{
+    if (!scr->tty) {
+        return;
+    }
+    if (scr->drawn > 0) {
+        /* Back to the frame's first line, then erase to the end of the screen. */
+        printf("\r\033[%zuA\033[J", scr->drawn);
+        scr->drawn = 0;
+    }
+    s_screen_size(scr);
+}
+
+/* Prints one line. On a terminal it is a line of the frame (ASCII text),
+ * cut so that it does not wrap, which would break the count s_screen_clear
  * moves up by. */
 static void
 s_screen_line(ctl_screen_t *scr, const char *text)
@@ -1179,8 +1191,7 @@ s_xfer_walk(const dxb_bytes_t *result, ctl_xfer_fn fn, void *arg)
 {
     char detail[160] = "";
 
-    if (ctl_render_xfer_each(result->ptr, result->len, fn, arg, detail, sizeof(detail)) !=
-        DXB_OK) {
+    if (ctl_render_xfer_each(result->ptr, result->len, fn, arg, detail, sizeof(detail)) != DXB_OK) {
         fprintf(stderr, "dxbctl: transfers: malformed reply from broker: %s\n", detail);
         return CTL_EXIT_FAIL;
     }
@@ -1279,7 +1290,6 @@ static bool
 s_watch_summary(void *arg, const ctl_xfer_t *x)
 {
     ctl_watch_t *w = arg;
-
     char line[1024];
 
     if (s_watch_finished(w, x)) {
@@ -1311,8 +1321,8 @@ s_watch_frame(ctl_screen_t *scr, ctl_watch_t *w, const dxb_bytes_t *result, int 
         snprintf(line, sizeof(line), "... and %zu more", picked - shown);
         s_screen_line(scr, line);
     }
-    snprintf(line, sizeof(line), "%zu in flight, %zu done; every %d ms, Ctrl-C stops",
-             w->in_flight, w->finished, interval_ms);
+    snprintf(line, sizeof(line), "%zu in flight, %zu done; every %d ms, Ctrl-C stops", w->in_flight,
+             w->finished, interval_ms);
     s_screen_line(scr, line);
     return CTL_CONTINUE;
 }
@@ -1434,9 +1444,9 @@ s_wait_judge(ctl_screen_t *scr, const ctl_find_t *f, bool *seen, uint64_t waited
     if (f->matches == 0 && *seen) {
         s_screen_clear(scr);
         fprintf(stderr,
-                "dxbctl: transfers: transfer %s is gone before it was done (the broker forgets "
-                "a transfer that stays idle too long)\n",
-                f->prefix);
+                "dxbctl: transfers: transfer %.*s is gone before it was done (the broker "
+                "forgets a transfer that stays idle too long)\n",
+                CTL_XFER_SHORT_ID_LEN, f->found.id);
         return CTL_EXIT_FAIL;
     }
     if (f->matches == 0) {
@@ -1529,6 +1539,7 @@ s_xfer_wait(const ctl_opts_t *opts, const ctl_xfer_req_t *req)
     for (;;) {
         uint64_t now_ms = dxb_mono_ms();
         int exit_code = s_wait_poll(opts, &scr, &f, &seen, now_ms - start_ms);
+        uint64_t pause_ms = (uint64_t)req->interval_ms;
 
         s_screen_flush();
         if (exit_code != CTL_CONTINUE) {
@@ -1536,8 +1547,8 @@ s_xfer_wait(const ctl_opts_t *opts, const ctl_xfer_req_t *req)
         }
         now_ms = dxb_mono_ms();
         if (now_ms >= deadline_ms) {
-            fprintf(stderr, "dxbctl: transfers: transfer %s not done within %d s", f.prefix,
-                    req->wait_s);
+            fprintf(stderr, "dxbctl: transfers: transfer %.*s not done within %d s",
+                    CTL_XFER_SHORT_ID_LEN, seen ? f.found.id : f.prefix, req->wait_s);
             if (seen) {
                 fprintf(stderr, " (%s, %u%% delivered)", f.found.state_text,
                         (unsigned)(f.found.progress * 100.0));
@@ -1545,9 +1556,11 @@ s_xfer_wait(const ctl_opts_t *opts, const ctl_xfer_req_t *req)
             fputc('\n', stderr);
             return CTL_EXIT_NOANSWER;
         }
-        s_pause(deadline_ms - now_ms < (uint64_t)req->interval_ms ? deadline_ms - now_ms
-                                                                   : (uint64_t)req->interval_ms,
-                &sleep_mask);
+        /* The last poll comes at the deadline, not an interval after it. */
+        if (deadline_ms - now_ms < pause_ms) {
+            pause_ms = deadline_ms - now_ms;
+        }
+        s_pause(pause_ms, &sleep_mask);
         if (s_stop_signo != 0) {
             /* The shell's convention for a command ended by a signal. */
             return 128 + (int)s_stop_signo;
@@ -1588,8 +1601,7 @@ s_xfer_parse(const ctl_cmd_t *cmd, const ctl_opts_t *opts, const ctl_args_t *arg
     req->wait_prefix = args->values[1];
     req->interval_ms = CTL_XFER_INTERVAL_MS;
     if (args->n_words > 0) {
-        return s_usage_error(cmd->name, "'transfers' takes no arguments, got '%s'",
-                             args->words[0]);
+        return s_usage_error(cmd->name, "'transfers' takes no arguments, got '%s'", args->words[0]);
     }
     if (req->watch && req->wait_prefix != NULL) {
         return s_usage_error(cmd->name, "'--watch' and '--wait' do not go together");
@@ -1617,8 +1629,7 @@ s_xfer_parse(const ctl_cmd_t *cmd, const ctl_opts_t *opts, const ctl_args_t *arg
                              wait_s, CTL_XFER_MAX_WAIT_S);
     }
     if (req->wait_prefix != NULL && !s_xfer_prefix_valid(req->wait_prefix)) {
-        return s_usage_error(cmd->name,
-                             "invalid transfer id prefix '%s': expected 1-%d hex digits",
+        return s_usage_error(cmd->name, "invalid transfer id prefix '%s': expected 1-%d hex digits",
                              req->wait_prefix, CTL_XFER_ID_LEN);
     }
     return CTL_CONTINUE;

@@ -180,7 +180,8 @@ def test_transfers_listing_shows_progress(h):
     assert row["total_bytes"] == len(data)
     assert row["state"] == "delivering" and row["progress"] == 0.0
     out = h.dxbctl("transfers", json=False)
-    assert "hr.base" in out and "sq.hrss" in out
+    text = out.stdout if hasattr(out, "stdout") else out
+    assert "hr.base" in text and "sq.hrss" in text
     r.start()
     wait_until(lambda: r.received("hr.base").get("p.bin"), 120, what="the file")
 

@@ -24,7 +24,9 @@ moves 64 MiB with 256 KiB chunks so that the same five interruptions stay
 well under the 10% bound.
 """
 import hashlib
+import json
 import os
+import re
 import threading
 import time
 
@@ -248,6 +250,7 @@ def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=
     # (3) the sender agent is killed and restarted.
     _wait_progress(prog, "sender", points[2], step_timeout, "the sender kill")
     event("SIGKILL sender agent")
+    sender_at_kill = prog.sender()
     s.kill9()
     s.start()
     h.wait_connected(s.node, timeout=30)
@@ -258,6 +261,7 @@ def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=
     _wait_progress(prog, "receiver", points[3], step_timeout, "the receiver kill")
     event("SIGKILL receiver agent")
     r.kill9()
+    part_at_kill = prog.part_bytes()  # after the kill: nothing more is written
     r.start()
     h.wait_connected(r.node, timeout=30)
     _wait_moving(prog, "receiver", step_timeout, "the receiver restart")
@@ -289,6 +293,7 @@ def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=
         "sender_ratio": round(c2s / size, 4),
         "receiver_ratio": round(s2c / size, 4),
         "stalls_s": stalls,
+        "connections": (sp.accepted, rp.accepted),
         "timeline": timeline,
     }
     print(f"\nresume {size // MiB} MiB: " + ", ".join(f"{k}={v}" for k, v in m.items()
@@ -310,6 +315,19 @@ def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=
     # Resumed, not restarted.
     assert s.log_count("AGT-XFERRESUME") > s_resume0, "restarted sender logged no AGT-XFERRESUME"
     assert r.log_count("AGT-XFERRESUME") > r_resume0, "restarted receiver logged no AGT-XFERRESUME"
+    # ... from where each side had committed, not from the start: the sender
+    # resumes producing near what it had put on the link (c2s counts its
+    # re-sends too, hence the slack); the receiver at most a few chunks
+    # (written, not yet committed) before its part file's end.
+    s_at, s_of = _resumed_at(s) or (0, 1)
+    r_at, r_of = _resumed_at(r) or (0, 1)
+    part_chunks = part_at_kill * r_of // size
+    print(f"  sender resumed at chunk {s_at} of {s_of} (killed at {sender_at_kill:.1%} on the link); "
+          f"receiver resumed at chunk {r_at} of {r_of} (part file held {part_chunks} chunks)")
+    assert (s_at - 1) / s_of >= sender_at_kill - 0.10, \
+        f"sender restarted near the start: chunk {s_at} of {s_of}"
+    assert r_at - 1 >= part_chunks - 8, \
+        f"receiver restarted behind its part file: chunk {r_at}, part held {part_chunks}"
     assert r.log_count("AGT-XFERFAIL") == 0
     assert r.log_count("AGT-XFERRECV") == 1, "the receiver began the transfer more than once"
     assert r.log_count("AGT-XFERDONE") == 1
@@ -328,10 +346,19 @@ def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=
 
 
 def _read_meta(path):
-    import json
-
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+RESUME_AT = re.compile(r"AGT-XFERRESUME resuming chunked transfer xfer_id=\w+ at chunk (\d+) of (\d+)")
+
+
+def _resumed_at(daemon):
+    """(chunk, count) of the AGT-XFERRESUME line of the daemon's latest
+    start, or None."""
+    text = daemon.log_text().rsplit("---- harness: start #", 1)[-1]
+    found = RESUME_AT.findall(text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 @pytest.mark.agent
