@@ -1238,6 +1238,13 @@ s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
     }
     dxb_env_t env;
     bool ok = raw != NULL && dxb_msg_decode_env(raw, len, &env, NULL, 0) == DXB_OK;
+    bool bulk = ok && (env.hdr.flags & DXB_FLAG_CHUNK) != 0;
+    if (ok && (s_pair_held(p, &env.hdr) || (bulk && p->bulk_space == 0))) {
+        /* Held entries are not hashed: a long run of waiting chunks would
+         * otherwise be hashed again on every scan. They are checked when
+         * they are actually sent. */
+        return s_pump_hold(p, &env.hdr, e->qseq);
+    }
     if (ok) {
         uint8_t h[DXB_HASH_BYTES];
         dxb_seal_body_hash(env.body.ptr, env.body.len, h);
@@ -1249,10 +1256,6 @@ s_pump_visit(void *arg, const brk_qentry_t *e, const uint8_t *raw, size_t len)
         }
         s_pump_pass(p, e->qseq);
         return p->n_bad < 16;
-    }
-    bool bulk = (env.hdr.flags & DXB_FLAG_CHUNK) != 0;
-    if (s_pair_held(p, &env.hdr) || (bulk && p->bulk_space == 0)) {
-        return s_pump_hold(p, &env.hdr, e->qseq);
     }
     if (bulk) {
         p->bulk_space--;

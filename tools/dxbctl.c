@@ -4,7 +4,9 @@
  * command table (s_cmds). Every command but keygen sends exactly one admin
  * request (PROTOCOL.md section 8) on a fresh DEALER socket, waits at most
  * --timeout for the reply and prints the result with ctl_render. dxbctl only
- * speaks the admin protocol; it never opens the broker's store.
+ * speaks the admin protocol; it never opens the broker's store. The
+ * governance commands (catalog, demands, grants, objections, stats) live in
+ * ctl_gov; with --agent they go to an agent's local API instead, as its node.
  * `transfers --watch` and `--wait` repeat their request every --interval and
  * are the only commands that catch SIGINT/SIGTERM (to end between polls).
  *
@@ -36,6 +38,7 @@
 #include "common/dxb_log.h"
 #include "common/dxb_util.h"
 #include "proto/dxb_msg.h"
+#include "tools/ctl_gov.h"
 #include "tools/ctl_render.h"
 
 #ifndef DXB_VERSION
@@ -65,6 +68,8 @@ enum {
 /* Global options. */
 typedef struct {
     const char *admin; /* admin endpoint; borrowed from argv, the environment or a literal */
+    bool admin_given;  /* --admin was on the command line (it beats $DXB_AGENT) */
+    const char *agent; /* --agent endpoint, borrowed from argv; NULL when not given */
     int timeout_ms;    /* whole exchange: connect, request, reply; 1..CTL_MAX_TIMEOUT_MS */
     bool json;         /* print results as JSON instead of a table */
 } ctl_opts_t;
@@ -643,22 +648,6 @@ s_cmd_dlq(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
     }
     return s_admin_call(opts, strcmp(sub, "retry") == 0 ? "dlq.retry" : "dlq.drop", wire_args, 1,
                         CTL_RENDER_TABLE);
-}
-
-static int
-s_cmd_stats(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
-{
-    ctl_args_t args;
-    int exit_code = s_parse_args(cmd, opts, argc, argv, &args);
-
-    if (exit_code != CTL_CONTINUE) {
-        return exit_code;
-    }
-    if (args.n_words > 0) {
-        return s_usage_error(cmd->name, "'stats' takes no arguments");
-    }
-    /* One row of many counters reads better as one counter per line. */
-    return s_admin_call(opts, "stats", NULL, 0, CTL_RENDER_VERTICAL);
 }
 
 /* ---- audit ------------------------------------------------------------ */
@@ -1658,6 +1647,29 @@ s_cmd_transfers(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
     return s_xfer_list(opts);
 }
 
+/* ---- governance ------------------------------------------------------- */
+
+/* catalog, demands, grants, objections and stats (ctl_gov). They go to the
+ * agent of --agent, else of $DXB_AGENT unless --admin was given, else to
+ * the broker as the operator. */
+static int
+s_cmd_gov(const ctl_cmd_t *cmd, ctl_opts_t *opts, int argc, char **argv)
+{
+    const char *env_agent = getenv("DXB_AGENT");
+    ctl_gov_ctx_t ctx = {
+        .admin = opts->admin,
+        .agent = opts->agent,
+        .timeout_ms = opts->timeout_ms,
+        .json = opts->json,
+        .parse_time = s_parse_time,
+    };
+
+    if (ctx.agent == NULL && !opts->admin_given && env_agent != NULL && env_agent[0] != '\0') {
+        ctx.agent = env_agent;
+    }
+    return ctl_gov_run(&ctx, argc, argv);
+}
+
 /* ---- command table ---------------------------------------------------- */
 
 static const char *const s_keygen_opts[] = {"--name", "--out", NULL};
@@ -1706,10 +1718,7 @@ static const ctl_cmd_t s_cmds[] = {
      "Messages the broker could not deliver (TTL passed, too many attempts,\n"
      "refused by the recipient) wait in the dead-letter queue with the reason.\n"
      "ID is the DLQ_ID column of 'dlq list'. Retry and drop are audited.\n"},
-    {"stats", NULL, NULL, s_cmd_stats, "  stats                          the broker's counters\n",
-     "usage: dxbctl stats\n"
-     "\n"
-     "Prints the broker's counters, one per line (one JSON row with --json).\n"},
+    {"stats", NULL, NULL, s_cmd_gov, ctl_gov_stats_synopsis, ctl_gov_stats_help},
     {"audit", s_audit_opts, NULL, s_cmd_audit,
      "  audit tail [--n N]             the newest audit records\n"
      "  audit verify                   check the audit hash chain and its signed checkpoints\n"
@@ -1782,12 +1791,17 @@ static const ctl_cmd_t s_cmds[] = {
      "  dxbctl --json transfers | jq '.[] | select(.state != \"done\")'\n"
      "  dxbctl transfers --watch --interval 500\n"
      "  dxbctl transfers --wait 3f9a2c71 --timeout-wait 3600 && echo delivered\n"},
+    {"catalog", NULL, NULL, s_cmd_gov, ctl_gov_catalog_synopsis, ctl_gov_catalog_help},
+    {"demands", NULL, NULL, s_cmd_gov, ctl_gov_demands_synopsis, ctl_gov_demands_help},
+    {"grants", NULL, NULL, s_cmd_gov, ctl_gov_grants_synopsis, ctl_gov_grants_help},
+    {"objections", NULL, NULL, s_cmd_gov, ctl_gov_objections_synopsis, ctl_gov_objections_help},
 };
 
 static void
 s_print_help(FILE *out)
 {
-    fputs("usage: dxbctl [--admin ENDPOINT] [--json] [--timeout MS] COMMAND [ARGS]\n"
+    fputs("usage: dxbctl [--admin ENDPOINT | --agent ENDPOINT] [--json] [--timeout MS] COMMAND\n"
+          "              [ARGS]\n"
           "\n"
           "Operates a dxb broker through its admin socket.\n"
           "\n"
@@ -1800,6 +1814,9 @@ s_print_help(FILE *out)
           "options:\n"
           "  --admin ENDPOINT  the broker's admin socket (default: $DXB_ADMIN, else\n"
           "                    " CTL_DEFAULT_ADMIN ")\n"
+          "  --agent ENDPOINT  send catalog, demands, grants, objections and stats --by to\n"
+          "                    an agent's local API (ipc://<data_dir>/api.sock): the agent\n"
+          "                    acts as its node (default: $DXB_AGENT unless --admin is given)\n"
           "  --json            print results as JSON on stdout (for scripts)\n"
           "  --timeout MS      how long to wait for the broker (default 5000)\n"
           "  --help            this help; 'dxbctl COMMAND --help' explains a command\n"
@@ -1874,6 +1891,17 @@ s_parse_global(ctl_opts_t *opts, int argc, char **argv, int *cmd_index)
                 return s_usage_error(NULL, "'--admin' needs an endpoint");
             }
             opts->admin = value;
+            opts->admin_given = true;
+            continue;
+        }
+        if (!missing) {
+            value = s_global_value(argc, argv, &i, "--agent", &missing);
+        }
+        if (value != NULL) {
+            if (value[0] == '\0') {
+                return s_usage_error(NULL, "'--agent' needs an endpoint");
+            }
+            opts->agent = value;
             continue;
         }
         if (!missing) {
@@ -1922,6 +1950,16 @@ main(int argc, char **argv)
     cmd = s_find_cmd(argv[cmd_index]);
     if (cmd == NULL) {
         return s_usage_error(NULL, "unknown command '%s'", argv[cmd_index]);
+    }
+    if (opts.agent != NULL && opts.admin_given) {
+        return s_usage_error(NULL, "'--admin' and '--agent' do not go together");
+    }
+    /* Only governance operations have a node's view (PROTOCOL.md 10). */
+    if (opts.agent != NULL && cmd->run != s_cmd_gov) {
+        return s_usage_error(NULL,
+                             "'--agent' works with catalog, demands, grants, objections and "
+                             "stats --by, not with '%s'",
+                             cmd->name);
     }
     exit_code = cmd->run(cmd, &opts, argc - cmd_index, argv + cmd_index);
     /* A result that did not reach stdout (full disk, closed pipe) is a failure. */

@@ -203,12 +203,40 @@ def _wait_moving(prog, side, timeout, what):
 def run_resume(h, size, points, transfer=None, step_timeout=300.0, done_timeout=900.0):
     """Sends one file of size bytes through five interruptions at the
     progress fractions `points` (five increasing numbers) and checks it.
-    Returns a dict of measurements."""
+    Returns a dict of measurements. On failure the payload copies (up to
+    three times size) are deleted; the logs and stores stay for a look."""
     t0 = time.monotonic()
     b, s, r, sp, rp = _setup(h, transfer)
     name = "big.bin"
     watcher = InboxWatcher(r, DATASET, name, size)
     watcher.start()
+    try:
+        return _run_resume(h, size, points, step_timeout, done_timeout, t0,
+                           b, s, r, sp, rp, name, watcher)
+    except BaseException:
+        _drop_payloads(s, r, name)
+        raise
+    finally:
+        watcher.stop()
+
+
+def _drop_payloads(s, r, name):
+    paths = [os.path.join(s.outbox(DATASET), name), os.path.join(r.inbox(DATASET), name)]
+    for d in (os.path.join(s.data_dir, "xfer", "out"), r.inbox(DATASET)):
+        try:
+            paths += [os.path.join(d, n) for n in os.listdir(d)
+                      if d.endswith("out") or n.startswith(".dxb-part-")]
+        except FileNotFoundError:
+            pass
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _run_resume(h, size, points, step_timeout, done_timeout, t0, b, s, r, sp, rp, name,
+                watcher):
     tg = time.monotonic()
     expect = write_spool_file(s, DATASET, name, size)
     gen_s = time.monotonic() - tg
