@@ -67,6 +67,8 @@ typedef struct agt {
     void *api;             /* owned ROUTER for applications */
     zloop_t *loop;         /* owned */
     zmq_pollitem_t dealer_item;
+    void *mon;             /* owned PAIR: disconnect events of the dealer (NULL when down) */
+    zmq_pollitem_t mon_item;
     int sigfd;
 
     agt_link_state_t link;

@@ -24,6 +24,7 @@
 #define PUBACK_SILENCE_MS 15000
 
 static int s_on_dealer(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int s_on_monitor(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 
 static bool
 s_send(agt_t *a)
@@ -44,6 +45,12 @@ agt_link_close(agt_t *a)
         return;
     }
     zloop_poller_end(a->loop, &a->dealer_item);
+    if (a->mon != NULL) {
+        zloop_poller_end(a->loop, &a->mon_item);
+        zmq_socket_monitor(a->dealer, NULL, 0);
+        zmq_close(a->mon);
+        a->mon = NULL;
+    }
     zmq_close(a->dealer);
     a->dealer = NULL;
     if (a->link == AGT_LINK_UP) {
@@ -80,6 +87,23 @@ s_connect(agt_t *a)
     }
     a->dealer_item = (zmq_pollitem_t){.socket = a->dealer, .events = ZMQ_POLLIN};
     zloop_poller(a->loop, &a->dealer_item, s_on_dealer, a);
+    /* ZeroMQ reconnects a dropped TCP connection by itself and says nothing:
+     * frames in flight are lost and the broker sees a new peer. Watching for
+     * the disconnect lets the agent start a clean session at once instead of
+     * waiting for answers that will never come. */
+    static unsigned mon_seq;
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof(mon_ep), "inproc://agt-mon-%u", mon_seq++);
+    if (zmq_socket_monitor(a->dealer, mon_ep, ZMQ_EVENT_DISCONNECTED) == 0) {
+        a->mon = zmq_socket(a->ctx, ZMQ_PAIR);
+        if (a->mon != NULL && zmq_connect(a->mon, mon_ep) == 0) {
+            a->mon_item = (zmq_pollitem_t){.socket = a->mon, .events = ZMQ_POLLIN};
+            zloop_poller(a->loop, &a->mon_item, s_on_monitor, a);
+        } else if (a->mon != NULL) {
+            zmq_close(a->mon);
+            a->mon = NULL;
+        }
+    }
     a->link = AGT_LINK_HELLO;
     a->last_rx_mono = dxb_mono_ms();
     msgpack_sbuffer_clear(&a->sbuf);
@@ -372,6 +396,42 @@ s_on_dealer(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         }
     }
     agt_link_pump(a);
+    (void)loop;
+    (void)item;
+    return 0;
+}
+
+static int
+s_on_monitor(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    agt_t *a = arg;
+    bool lost = false;
+    while (a->mon != NULL) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, a->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
+        }
+        if (zmq_msg_size(&ev) >= 2) {
+            uint16_t id;
+            memcpy(&id, zmq_msg_data(&ev), 2);
+            lost = lost || id == ZMQ_EVENT_DISCONNECTED;
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) {
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, a->mon, 0);
+            zmq_msg_close(&addr);
+        }
+    }
+    if (lost && a->link != AGT_LINK_DOWN) {
+        dxb_log_notice("AGT-LINKDOWN", "connection to the broker lost broker=%s; new session",
+                       a->cfg.broker);
+        agt_link_close(a);
+        a->reconnect_at = dxb_mono_ms(); /* at once: the broker may well be there */
+    }
     (void)loop;
     (void)item;
     return 0;

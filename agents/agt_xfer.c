@@ -49,6 +49,19 @@
 #define AUTO_GIVE_UP 4 /* chunks in a row that did not shrink: stop trying (auto) */
 #define PATH_CAP 4200
 
+/* A running BLAKE2b state saved with a transfer's position, so a restart
+ * resumes the file hash without reading back what was already sent or
+ * received (a GiB would stall the event loop for seconds). Valid only for
+ * the same libsodium state layout: `tag` checks that, else the prefix is
+ * re-hashed. */
+typedef struct {
+    uint32_t tag;   /* sizeof(crypto_generichash_state) | 0x5a000000 when valid */
+    uint32_t at;    /* chunks folded in */
+    uint8_t state[sizeof(crypto_generichash_state)];
+} agt_hsave_t;
+
+#define HSAVE_TAG ((uint32_t)sizeof(crypto_generichash_state) | 0x5a000000u)
+
 /* Record of a transfer being sent; followed by n_rcpt ids of 65 bytes. */
 typedef struct {
     uint8_t xfer_id[16];
@@ -62,6 +75,7 @@ typedef struct {
     uint32_t no_gain;      /* chunks in a row that did not compress */
     uint8_t compress;      /* AGT_COMPRESS_* */
     uint16_t n_rcpt;
+    agt_hsave_t hs;        /* running file hash after chunk produced - 1 */
 } agt_xout_t;
 
 /* Record of a transfer being received. */
@@ -75,6 +89,7 @@ typedef struct {
     uint8_t failed;
     uint64_t created_ms, started_ms;
     uint64_t updated_ms; /* last chunk taken (or failure): the sweep's clock */
+    agt_hsave_t hs;      /* running file hash after chunk received */
 } agt_xin_t;
 
 /* Run-time state of one transfer: its open file and running hash. */
@@ -323,7 +338,7 @@ s_pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
  * a restart; one pass over what was already sent or received). */
 static dxb_err_t
 s_xrt_open(agt_t *a, agt_xrt_t *r, const char *path, bool create, const dxb_manifest_t *m,
-           uint32_t done)
+           uint32_t done, const agt_hsave_t *hs)
 {
     if (r->fd >= 0 && r->hashed == done) {
         return DXB_OK;
@@ -340,6 +355,10 @@ s_xrt_open(agt_t *a, agt_xrt_t *r, const char *path, bool create, const dxb_mani
     }
     crypto_generichash_init(&r->h, NULL, 0, 32);
     r->hashed = 0;
+    if (hs != NULL && hs->tag == HSAVE_TAG && hs->at == done) {
+        memcpy(&r->h, hs->state, sizeof(r->h));
+        r->hashed = done;
+    }
     while (r->hashed < done) {
         uint32_t i = r->hashed + 1;
         size_t len = dxb_xfer_chunk_len(m, i);
@@ -540,6 +559,9 @@ s_produce_one(agt_t *a, MDB_txn *txn, agt_xout_t *x, agt_xrt_t *r)
     }
     crypto_generichash_update(&r->h, a->xbuf, len);
     r->hashed = i;
+    x->hs.tag = HSAVE_TAG;
+    x->hs.at = i;
+    memcpy(x->hs.state, &r->h, sizeof(r->h));
     uint8_t hash[32];
     bool last = i == x->m.count;
     if (last) {
@@ -651,7 +673,7 @@ s_produce_xfer(agt_t *a, MDB_txn *txn, const uint8_t id[16], agt_produce_t *pr, 
     agt_xrt_t *r = s_xrt_find(a, x->xfer_id, true);
     char path[PATH_CAP];
     agt_xfer_src_path(a, x->xfer_id, path, sizeof(path));
-    err = r == NULL ? DXB_EAGAIN : s_xrt_open(a, r, path, false, &x->m, x->produced - 1);
+    err = r == NULL ? DXB_EAGAIN : s_xrt_open(a, r, path, false, &x->m, x->produced - 1, &x->hs);
     if (!err && r->resumed) {
         dxb_log_notice("AGT-XFERRESUME", "resuming chunked transfer xfer_id=%s at chunk %u of %u",
                        hex, x->produced, x->m.count);
@@ -845,7 +867,7 @@ s_take_chunk(agt_t *a, MDB_txn *txn, const dxb_env_t *env, const dxb_chunk_t *pu
         *err = DXB_EAGAIN;
         return DXB_W_EAGAIN;
     }
-    *err = s_xrt_open(a, r, path, true, &x->m, x->received);
+    *err = s_xrt_open(a, r, path, true, &x->m, x->received, &x->hs);
     if (*err == DXB_EPROTO) {
         *err = s_fail(a, txn, x, "part file shorter than recorded");
         return DXB_W_EPROTO;
@@ -879,6 +901,9 @@ s_take_chunk(agt_t *a, MDB_txn *txn, const dxb_env_t *env, const dxb_chunk_t *pu
     r->hashed = pub->index;
     r->dirty = true;
     x->received = pub->index;
+    x->hs.tag = HSAVE_TAG;
+    x->hs.at = pub->index;
+    memcpy(x->hs.state, &r->h, sizeof(r->h));
     if (!final) {
         *err = s_xin_put(a, txn, x);
         return DXB_W_OK;

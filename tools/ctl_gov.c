@@ -277,6 +277,8 @@ typedef enum {
     CTL_GOV_F_EXPIRES,  /* as TIME; 0 shows as "never" */
     CTL_GOV_F_DURATION, /* seconds as "2h13m" */
     CTL_GOV_F_BYTES,    /* bytes in binary units */
+    CTL_GOV_F_DAYS,     /* a number of days; 0 shows as "-" */
+    CTL_GOV_F_REF,      /* the id of another object; 0 (none) shows as "-" */
 } ctl_gov_fmt_t;
 
 /* One column of a human table. */
@@ -348,6 +350,37 @@ static const ctl_gov_col_t s_cols_stats[CTL_GOV_STATS_COLS] = {
     {"demand_max_response_s", "max_decision", CTL_GOV_F_DURATION},
     {"objections", "objections", CTL_GOV_F_VALUE},
     {"objections_open", "open", CTL_GOV_F_VALUE},
+};
+
+/* What an action made (a demand, grant or objection row), as a block. */
+static const ctl_gov_col_t s_block_demand[] = {
+    {"demand_id", "id", CTL_GOV_F_VALUE},       {"state", "state", CTL_GOV_F_VALUE},
+    {"consumer", "consumer", CTL_GOV_F_VALUE},  {"dataset", "dataset", CTL_GOV_F_VALUE},
+    {"owner", "owner", CTL_GOV_F_VALUE},        {"purpose", "purpose", CTL_GOV_F_TEXT},
+    {"fields", "fields", CTL_GOV_F_FIELDS},     {"period_days", "period", CTL_GOV_F_DAYS},
+    {"created_ms", "filed", CTL_GOV_F_TIME},    {"filed_by", "filed_by", CTL_GOV_F_TEXT},
+    {"decided_ms", "decided", CTL_GOV_F_TIME},  {"decided_by", "decided_by", CTL_GOV_F_TEXT},
+    {"waited_s", "waited", CTL_GOV_F_DURATION}, {"reason", "reason", CTL_GOV_F_TEXT},
+    {"grant_id", "grant", CTL_GOV_F_REF},
+};
+
+static const ctl_gov_col_t s_block_grant[] = {
+    {"grant_id", "id", CTL_GOV_F_VALUE},        {"state", "state", CTL_GOV_F_VALUE},
+    {"dataset", "dataset", CTL_GOV_F_VALUE},    {"consumer", "consumer", CTL_GOV_F_VALUE},
+    {"owner", "owner", CTL_GOV_F_VALUE},        {"fields", "fields", CTL_GOV_F_FIELDS},
+    {"mask", "mask", CTL_GOV_F_TEXT},           {"created_ms", "granted", CTL_GOV_F_TIME},
+    {"granted_by", "granted_by", CTL_GOV_F_TEXT}, {"expires_ms", "expires", CTL_GOV_F_EXPIRES},
+    {"revoked_ms", "revoked", CTL_GOV_F_TIME},  {"demand_id", "demand", CTL_GOV_F_REF},
+    {"automatic", "automatic", CTL_GOV_F_VALUE},
+};
+
+static const ctl_gov_col_t s_block_objection[] = {
+    {"objection_id", "id", CTL_GOV_F_VALUE},      {"state", "state", CTL_GOV_F_VALUE},
+    {"dataset", "dataset", CTL_GOV_F_VALUE},      {"owner", "owner", CTL_GOV_F_VALUE},
+    {"filer", "filer", CTL_GOV_F_VALUE},          {"record", "record", CTL_GOV_F_TEXT},
+    {"message", "message", CTL_GOV_F_TEXT},       {"response", "response", CTL_GOV_F_TEXT},
+    {"created_ms", "filed", CTL_GOV_F_TIME},      {"responded_ms", "responded", CTL_GOV_F_TIME},
+    {"closed_ms", "closed", CTL_GOV_F_TIME},
 };
 
 static const char *const s_demand_states[] = {"pending", "approved", "denied", NULL};
@@ -1309,6 +1342,11 @@ s_pack_cell(msgpack_packer *pk, ctl_gov_fmt_t fmt, const ctl_gov_val_t *v)
     } else if (fmt == CTL_GOV_F_BYTES && is_uint) {
         ctl_render_format_bytes(text, sizeof(text), v->u);
         s_pack_str(pk, text);
+    } else if ((fmt == CTL_GOV_F_DAYS || fmt == CTL_GOV_F_REF) && is_uint && v->u == 0) {
+        s_pack_str(pk, "-");
+    } else if (fmt == CTL_GOV_F_DAYS && is_uint) {
+        snprintf(text, sizeof(text), "%" PRIu64 " day%s", v->u, v->u == 1 ? "" : "s");
+        s_pack_str(pk, text);
     } else {
         s_pack_val(pk, v);
     }
@@ -1479,6 +1517,31 @@ s_stats_cols(const ctl_gov_line_t *line, ctl_gov_col_t *cols)
     }
 }
 
+/* The block an action's row prints as, by the kind its operation acts on;
+ * NULL: the row as sent (the broker's counters). */
+static const ctl_gov_col_t *
+s_block_of(const char *op, size_t *n_cols)
+{
+    static const struct {
+        const char *prefix;
+        const ctl_gov_col_t *cols;
+        size_t n_cols;
+    } blocks[] = {
+        {"demand.", CTL_GOV_COLS(s_block_demand)},
+        {"grant.", CTL_GOV_COLS(s_block_grant)},
+        {"objection.", CTL_GOV_COLS(s_block_objection)},
+    };
+
+    for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+        if (strncmp(op, blocks[i].prefix, strlen(blocks[i].prefix)) == 0) {
+            *n_cols = blocks[i].n_cols;
+            return blocks[i].cols;
+        }
+    }
+    *n_cols = 0;
+    return NULL;
+}
+
 /* Prints an OK reply: the rows as JSON, or for a person as the verb's table,
  * the catalog entry's block, or each row as a block (what an action made).
  * Returns the exit status. */
@@ -1488,6 +1551,8 @@ s_print(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_gov_line
 {
     ctl_gov_col_t stats_cols[CTL_GOV_STATS_COLS];
     char detail[160] = "";
+    size_t n_block = 0;
+    const ctl_gov_col_t *block = s_block_of(op, &n_block);
     dxb_err_t rc;
 
     if (ctx->json) {
@@ -1502,6 +1567,9 @@ s_print(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_gov_line
                                detail, sizeof(detail));
     } else if (verb != NULL && strcmp(verb->op, "catalog.show") == 0) {
         rc = s_print_entry(&reply->result, detail, sizeof(detail));
+    } else if (block != NULL) {
+        rc = s_print_projected(&reply->result, block, n_block, CTL_RENDER_VERTICAL, detail,
+                               sizeof(detail));
     } else {
         rc = ctl_render_result(stdout, reply->result.ptr, reply->result.len,
                                CTL_RENDER_VERTICAL, detail, sizeof(detail));
