@@ -786,6 +786,14 @@ s_gov(brk_server_t *srv, const dxb_frame_t *f)
 }
 
 void
+brk_admin_refuse(brk_server_t *srv, dxb_err_t err, const char *text)
+{
+    dxb_log_warn("BRK-ADMINBAD", "admin request refused err=%s detail=%s", dxb_err_name(err),
+                 text);
+    s_reply_error(srv, err, text);
+}
+
+void
 brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len)
 {
     dxb_frame_t f;

@@ -1464,11 +1464,12 @@ s_on_admin(zloop_t *loop, zmq_pollitem_t *pi, void *arg)
         }
         zmq_msg_init(&body);
         bool have_body = zmq_msg_more(&rid) && zmq_msg_recv(&body, srv->admin, 0) >= 0;
-        while (have_body && zmq_msg_more(&body)) {
+        bool extra = have_body && zmq_msg_more(&body);
+        while (extra) {
             zmq_msg_t junk;
             zmq_msg_init(&junk);
-            zmq_msg_recv(&junk, srv->admin, 0);
-            bool more = zmq_msg_more(&junk);
+            int rc = zmq_msg_recv(&junk, srv->admin, 0);
+            bool more = rc >= 0 && zmq_msg_more(&junk);
             zmq_msg_close(&junk);
             if (!more) {
                 break;
@@ -1476,7 +1477,12 @@ s_on_admin(zloop_t *loop, zmq_pollitem_t *pi, void *arg)
         }
         if (have_body) {
             msgpack_sbuffer_clear(&srv->sbuf);
-            brk_admin_handle(srv, zmq_msg_data(&body), zmq_msg_size(&body));
+            if (extra) {
+                /* PROTO-R1: one frame per message; run nothing of it. */
+                brk_admin_refuse(srv, DXB_EPROTO, "admin request of more than one frame");
+            } else {
+                brk_admin_handle(srv, zmq_msg_data(&body), zmq_msg_size(&body));
+            }
             int e;
             s_send_to(srv, srv->admin, zmq_msg_data(&rid), zmq_msg_size(&rid), &e);
         }

@@ -105,5 +105,7 @@ void brk_server_pump_all(brk_server_t *srv);
 /* brk_admin.c: handles one admin request frame; appends the reply frame to
  * srv->sbuf (cleared by the caller). */
 void brk_admin_handle(brk_server_t *srv, const uint8_t *frame, size_t len);
+/* Puts an error answer for a refused admin request into srv->sbuf. */
+void brk_admin_refuse(brk_server_t *srv, dxb_err_t err, const char *text);
 
 #endif

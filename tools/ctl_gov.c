@@ -46,10 +46,6 @@
 #define CTL_GOV_MAX_FIELD_NAME 128
 /* The request id of our GOV_REQ; one request per socket. */
 #define CTL_GOV_REQ_ID 1
-/* Ends a list of options or wire arguments of a verb. */
-#define CTL_GOV_END (-1)
-/* A wire argument taken from the verb's positional word. */
-#define CTL_GOV_WORD (-2)
 
 enum {
     CTL_GOV_EXIT_OK = 0,
@@ -217,7 +213,11 @@ const char ctl_gov_stats_help[] =
 
 /* ---- options and verbs ------------------------------------------------ */
 
+/* The options of the governance commands. 0 ends a list, so that a verb's
+ * lists left out of its initialiser are empty. */
 typedef enum {
+    CTL_GOV_O_NONE, /* ends a list; no option */
+    CTL_GOV_O_WORD, /* in a verb's wire list: its positional word */
     CTL_GOV_O_STATE,
     CTL_GOV_O_PURPOSE,
     CTL_GOV_O_FIELDS,
@@ -386,73 +386,76 @@ static const ctl_gov_col_t s_block_objection[] = {
 static const char *const s_demand_states[] = {"pending", "approved", "denied", NULL};
 static const char *const s_objection_states[] = {"open", "responded", "closed", NULL};
 
+/* Entries of a verb's option and wire lists, the ending 0 included. */
 #define CTL_GOV_VERB_OPTS 6
 
 /* One command line form: a command and subcommand, and the operation it is. */
 typedef struct {
-    const char *cmd;             /* "demands" */
-    const char *sub;             /* "file"; NULL: the command alone (a listing) */
-    const char *op;              /* operation on the wire (PROTOCOL.md 10.2) */
-    const char *word;            /* its positional argument ("DATASET", "ID"); NULL: none */
-    ctl_gov_kind_t word_kind;    /* what the word must be (when word is set) */
-    int8_t opts[CTL_GOV_VERB_OPTS]; /* options it takes, CTL_GOV_END-terminated */
-    uint32_t required;           /* bit 1 << option for each option it needs */
-    int8_t party;                /* option naming the node the operator acts for (only as
-                                    the operator, and needed then); CTL_GOV_END: none */
-    const char *party_role;      /* what party names ("consumer"); with party */
-    int8_t wire[CTL_GOV_VERB_OPTS]; /* wire args in order: CTL_GOV_WORD or an option;
-                                       CTL_GOV_END-terminated; absent ones go as "" and
-                                       trailing "" are dropped */
-    const char *const *states;   /* values --state takes; NULL when it takes none */
-    const ctl_gov_col_t *cols;   /* human table; NULL: each row as a block */
-    size_t n_cols;               /* entries of cols */
+    const char *cmd;              /* "demands" */
+    const char *sub;              /* "file"; NULL: the command alone (a listing) */
+    const char *op;               /* operation on the wire (PROTOCOL.md 10.2) */
+    const char *word;             /* its positional argument ("DATASET", "ID"); NULL: none */
+    ctl_gov_kind_t word_kind;     /* what the word must be (when word is set) */
+    int opts[CTL_GOV_VERB_OPTS];  /* options it takes, 0-terminated */
+    uint32_t required;            /* bit 1 << option for each option it needs */
+    int party;                    /* option naming the node the operator acts for: needed
+                                     as the operator, refused through an agent; 0 none */
+    const char *party_role;       /* what party names ("consumer"), for messages */
+    int wire[CTL_GOV_VERB_OPTS];  /* wire args in order (CTL_GOV_O_WORD or an option),
+                                     0-terminated; absent ones go as "" and trailing ""
+                                     are dropped */
+    const char *const *states;    /* values --state takes; NULL when it takes none */
+    const ctl_gov_col_t *cols;    /* listing table; NULL: each row as a block */
+    size_t n_cols;                /* entries of cols */
 } ctl_gov_verb_t;
 
 #define CTL_GOV_BIT(o) (1u << (o))
-#define CTL_GOV_COLS(a) (a), (sizeof(a) / sizeof((a)[0]))
+#define CTL_GOV_N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const ctl_gov_verb_t s_verbs[] = {
-    {"catalog", "list", "catalog.list", NULL, CTL_GOV_K_ID, {CTL_GOV_END}, 0, CTL_GOV_END, NULL,
-     {CTL_GOV_END}, NULL, CTL_GOV_COLS(s_cols_catalog)},
-    {"catalog", "show", "catalog.show", "DATASET", CTL_GOV_K_DATASET, {CTL_GOV_END}, 0,
-     CTL_GOV_END, NULL, {CTL_GOV_WORD, CTL_GOV_END}, NULL, NULL, 0},
-    {"demands", NULL, "demand.list", NULL, CTL_GOV_K_ID, {CTL_GOV_O_STATE, CTL_GOV_END}, 0,
-     CTL_GOV_END, NULL, {CTL_GOV_O_STATE, CTL_GOV_END}, s_demand_states,
-     CTL_GOV_COLS(s_cols_demands)},
-    {"demands", "file", "demand.file", "DATASET", CTL_GOV_K_DATASET,
-     {CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS, CTL_GOV_O_FOR, CTL_GOV_END},
-     CTL_GOV_BIT(CTL_GOV_O_PURPOSE), CTL_GOV_O_FOR, "consumer",
-     {CTL_GOV_WORD, CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS, CTL_GOV_O_FOR,
-      CTL_GOV_END},
-     NULL, NULL, 0},
-    {"demands", "approve", "demand.approve", "ID", CTL_GOV_K_ID,
-     {CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES, CTL_GOV_END}, 0, CTL_GOV_END, NULL,
-     {CTL_GOV_WORD, CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES, CTL_GOV_END}, NULL,
-     NULL, 0},
-    {"demands", "deny", "demand.deny", "ID", CTL_GOV_K_ID, {CTL_GOV_O_REASON, CTL_GOV_END},
-     CTL_GOV_BIT(CTL_GOV_O_REASON), CTL_GOV_END, NULL,
-     {CTL_GOV_WORD, CTL_GOV_O_REASON, CTL_GOV_END}, NULL, NULL, 0},
-    {"grants", NULL, "grant.list", NULL, CTL_GOV_K_ID, {CTL_GOV_O_DATASET, CTL_GOV_END}, 0,
-     CTL_GOV_END, NULL, {CTL_GOV_O_DATASET, CTL_GOV_END}, NULL, CTL_GOV_COLS(s_cols_grants)},
-    {"grants", "revoke", "grant.revoke", "ID", CTL_GOV_K_ID, {CTL_GOV_O_REASON, CTL_GOV_END}, 0,
-     CTL_GOV_END, NULL, {CTL_GOV_WORD, CTL_GOV_O_REASON, CTL_GOV_END}, NULL, NULL, 0},
-    {"objections", NULL, "objection.list", NULL, CTL_GOV_K_ID, {CTL_GOV_O_STATE, CTL_GOV_END},
-     0, CTL_GOV_END, NULL, {CTL_GOV_O_STATE, CTL_GOV_END}, s_objection_states,
-     CTL_GOV_COLS(s_cols_objections)},
-    {"objections", "file", "objection.file", "DATASET", CTL_GOV_K_DATASET,
-     {CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER, CTL_GOV_END},
-     CTL_GOV_BIT(CTL_GOV_O_RECORD) | CTL_GOV_BIT(CTL_GOV_O_MESSAGE), CTL_GOV_O_FILER, "filer",
-     {CTL_GOV_WORD, CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER, CTL_GOV_END}, NULL,
-     NULL, 0},
-    {"objections", "respond", "objection.respond", "ID", CTL_GOV_K_ID,
-     {CTL_GOV_O_MESSAGE, CTL_GOV_END}, CTL_GOV_BIT(CTL_GOV_O_MESSAGE), CTL_GOV_END, NULL,
-     {CTL_GOV_WORD, CTL_GOV_O_MESSAGE, CTL_GOV_END}, NULL, NULL, 0},
-    {"objections", "close", "objection.close", "ID", CTL_GOV_K_ID, {CTL_GOV_END}, 0,
-     CTL_GOV_END, NULL, {CTL_GOV_WORD, CTL_GOV_END}, NULL, NULL, 0},
+    {.cmd = "catalog", .sub = "list", .op = "catalog.list", .cols = s_cols_catalog,
+     .n_cols = CTL_GOV_N(s_cols_catalog)},
+    {.cmd = "catalog", .sub = "show", .op = "catalog.show", .word = "DATASET",
+     .word_kind = CTL_GOV_K_DATASET, .wire = {CTL_GOV_O_WORD}},
+    {.cmd = "demands", .op = "demand.list", .opts = {CTL_GOV_O_STATE},
+     .wire = {CTL_GOV_O_STATE}, .states = s_demand_states, .cols = s_cols_demands,
+     .n_cols = CTL_GOV_N(s_cols_demands)},
+    {.cmd = "demands", .sub = "file", .op = "demand.file", .word = "DATASET",
+     .word_kind = CTL_GOV_K_DATASET,
+     .opts = {CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS, CTL_GOV_O_FOR},
+     .required = CTL_GOV_BIT(CTL_GOV_O_PURPOSE), .party = CTL_GOV_O_FOR,
+     .party_role = "consumer",
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS,
+              CTL_GOV_O_FOR}},
+    {.cmd = "demands", .sub = "approve", .op = "demand.approve", .word = "ID",
+     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES},
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES}},
+    {.cmd = "demands", .sub = "deny", .op = "demand.deny", .word = "ID",
+     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_REASON},
+     .required = CTL_GOV_BIT(CTL_GOV_O_REASON), .wire = {CTL_GOV_O_WORD, CTL_GOV_O_REASON}},
+    {.cmd = "grants", .op = "grant.list", .opts = {CTL_GOV_O_DATASET},
+     .wire = {CTL_GOV_O_DATASET}, .cols = s_cols_grants, .n_cols = CTL_GOV_N(s_cols_grants)},
+    {.cmd = "grants", .sub = "revoke", .op = "grant.revoke", .word = "ID",
+     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_REASON},
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_REASON}},
+    {.cmd = "objections", .op = "objection.list", .opts = {CTL_GOV_O_STATE},
+     .wire = {CTL_GOV_O_STATE}, .states = s_objection_states, .cols = s_cols_objections,
+     .n_cols = CTL_GOV_N(s_cols_objections)},
+    {.cmd = "objections", .sub = "file", .op = "objection.file", .word = "DATASET",
+     .word_kind = CTL_GOV_K_DATASET,
+     .opts = {CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER},
+     .required = CTL_GOV_BIT(CTL_GOV_O_RECORD) | CTL_GOV_BIT(CTL_GOV_O_MESSAGE),
+     .party = CTL_GOV_O_FILER, .party_role = "filer",
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER}},
+    {.cmd = "objections", .sub = "respond", .op = "objection.respond", .word = "ID",
+     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_MESSAGE},
+     .required = CTL_GOV_BIT(CTL_GOV_O_MESSAGE), .wire = {CTL_GOV_O_WORD, CTL_GOV_O_MESSAGE}},
+    {.cmd = "objections", .sub = "close", .op = "objection.close", .word = "ID",
+     .word_kind = CTL_GOV_K_ID, .wire = {CTL_GOV_O_WORD}},
     /* Without --by, `stats` is the broker's counters instead (s_stats_plain). */
-    {"stats", NULL, "stats.by", NULL, CTL_GOV_K_ID, {CTL_GOV_O_BY, CTL_GOV_O_SINCE, CTL_GOV_END},
-     0, CTL_GOV_END, NULL, {CTL_GOV_O_BY, CTL_GOV_O_SINCE, CTL_GOV_END}, NULL,
-     CTL_GOV_COLS(s_cols_stats)},
+    {.cmd = "stats", .op = "stats.by", .opts = {CTL_GOV_O_BY, CTL_GOV_O_SINCE},
+     .wire = {CTL_GOV_O_BY, CTL_GOV_O_SINCE}, .cols = s_cols_stats,
+     .n_cols = CTL_GOV_N(s_cols_stats)},
 };
 
 /* One option as typed: "--name VALUE" or "--name=VALUE". */
@@ -678,7 +681,7 @@ s_raw_is(const ctl_gov_raw_t *raw, const char *name)
 static int
 s_verb_option(const ctl_gov_verb_t *verb, const ctl_gov_raw_t *raw)
 {
-    for (size_t k = 0; k < CTL_GOV_VERB_OPTS && verb->opts[k] != CTL_GOV_END; k++) {
+    for (size_t k = 0; k < CTL_GOV_VERB_OPTS && verb->opts[k] != CTL_GOV_O_NONE; k++) {
         if (s_raw_is(raw, s_options[verb->opts[k]].name)) {
             return verb->opts[k];
         }
@@ -836,7 +839,7 @@ s_check_party(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_go
     const char *opt;
     char name[64];
 
-    if (verb->party == CTL_GOV_END) {
+    if (verb->party == CTL_GOV_O_NONE) {
         return CTL_GOV_CONTINUE;
     }
     opt = s_options[verb->party].name;
@@ -877,7 +880,7 @@ s_check(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, ctl_gov_line_t *li
         }
         line->values[o] = raw->value;
     }
-    for (int o = 0; o < CTL_GOV_O_COUNT; o++) {
+    for (int o = CTL_GOV_O_STATE; o < CTL_GOV_O_COUNT; o++) {
         if ((verb->required & CTL_GOV_BIT(o)) != 0 && line->values[o] == NULL) {
             return s_usage(line->cmd, "'%s' needs '%s'", name, s_options[o].name);
         }
@@ -888,7 +891,7 @@ s_check(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, ctl_gov_line_t *li
             return rc;
         }
     }
-    for (int o = 0; o < CTL_GOV_O_COUNT; o++) {
+    for (int o = CTL_GOV_O_STATE; o < CTL_GOV_O_COUNT; o++) {
         if (line->values[o] == NULL) {
             continue;
         }
@@ -929,10 +932,10 @@ s_build(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_gov_line
     size_t n = 0;
 
     *n_args = 0;
-    for (size_t k = 0; k < CTL_GOV_VERB_OPTS && verb->wire[k] != CTL_GOV_END; k++) {
+    for (size_t k = 0; k < CTL_GOV_VERB_OPTS && verb->wire[k] != CTL_GOV_O_NONE; k++) {
         int src = verb->wire[k];
-        const char *value = src == CTL_GOV_WORD ? line->word : line->values[src];
-        const char *what = src == CTL_GOV_WORD ? verb->word : s_options[src].name;
+        const char *value = src == CTL_GOV_O_WORD ? line->word : line->values[src];
+        const char *what = src == CTL_GOV_O_WORD ? verb->word : s_options[src].name;
 
         args[k] = value != NULL ? value : "";
         n = k + 1;
@@ -1320,12 +1323,14 @@ s_pack_cell(msgpack_packer *pk, ctl_gov_fmt_t fmt, const ctl_gov_val_t *v)
     char text[64];
     bool empty_str = v != NULL && v->type == DXB_RD_STR && v->s_len == 0;
     bool is_uint = v != NULL && v->type == DXB_RD_UINT;
+    bool none = (fmt == CTL_GOV_F_TEXT && empty_str) ||
+                ((fmt == CTL_GOV_F_DAYS || fmt == CTL_GOV_F_REF) && is_uint && v->u == 0);
 
     if (v == NULL) {
         msgpack_pack_nil(pk);
         return;
     }
-    if (fmt == CTL_GOV_F_TEXT && empty_str) {
+    if (none) {
         s_pack_str(pk, "-");
     } else if (fmt == CTL_GOV_F_FIELDS && empty_str) {
         s_pack_str(pk, "all");
@@ -1342,8 +1347,6 @@ s_pack_cell(msgpack_packer *pk, ctl_gov_fmt_t fmt, const ctl_gov_val_t *v)
     } else if (fmt == CTL_GOV_F_BYTES && is_uint) {
         ctl_render_format_bytes(text, sizeof(text), v->u);
         s_pack_str(pk, text);
-    } else if ((fmt == CTL_GOV_F_DAYS || fmt == CTL_GOV_F_REF) && is_uint && v->u == 0) {
-        s_pack_str(pk, "-");
     } else if (fmt == CTL_GOV_F_DAYS && is_uint) {
         snprintf(text, sizeof(text), "%" PRIu64 " day%s", v->u, v->u == 1 ? "" : "s");
         s_pack_str(pk, text);
@@ -1483,7 +1486,7 @@ s_print_entry(const dxb_bytes_t *result, char *errbuf, size_t errcap)
     dxb_err_t rc;
 
     /* The block's projection checks the whole result first. */
-    rc = s_print_projected(result, CTL_GOV_COLS(s_cols_entry), CTL_RENDER_VERTICAL, errbuf,
+    rc = s_print_projected(result, s_cols_entry, CTL_GOV_N(s_cols_entry), CTL_RENDER_VERTICAL, errbuf,
                            errcap);
     if (rc != DXB_OK) {
         return rc;
@@ -1527,9 +1530,9 @@ s_block_of(const char *op, size_t *n_cols)
         const ctl_gov_col_t *cols;
         size_t n_cols;
     } blocks[] = {
-        {"demand.", CTL_GOV_COLS(s_block_demand)},
-        {"grant.", CTL_GOV_COLS(s_block_grant)},
-        {"objection.", CTL_GOV_COLS(s_block_objection)},
+        {"demand.", s_block_demand, CTL_GOV_N(s_block_demand)},
+        {"grant.", s_block_grant, CTL_GOV_N(s_block_grant)},
+        {"objection.", s_block_objection, CTL_GOV_N(s_block_objection)},
     };
 
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {

@@ -235,17 +235,18 @@ def _mdb_unescape(line):
 
 def agent_audit(agent):
     """The agent's audit records as dicts (actor, action, object, result,
-    detail), read with `mdb_dump -p -s audit`; None without mdb_dump."""
+    detail), read with `mdb_dump -s audit` in its hex format (the printable
+    format's escaping is ambiguous for bytes >= 0x80); None without mdb_dump."""
     if shutil.which("mdb_dump") is None:
         return None
-    r = subprocess.run(["mdb_dump", "-p", "-s", "audit", os.path.join(agent.data_dir, "store")],
+    r = subprocess.run(["mdb_dump", "-s", "audit", os.path.join(agent.data_dir, "store")],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     body = r.stdout.split("HEADER=END\n", 1)[1].split("DATA=END", 1)[0]
     lines = [ln[1:] for ln in body.splitlines() if ln.startswith(" ")]
     rows = []
     for value in lines[1::2]:
-        text = _mdb_unescape(value)[64:].decode("utf-8", "replace")
+        text = bytes.fromhex(value)[64:].decode("utf-8", "replace")
         f = text.split("\t")
         if len(f) >= 6:
             rows.append(dict(zip(("time_ms", "actor", "action", "object", "result"), f[:5]),

@@ -279,9 +279,6 @@ def test_unknown_admin_command_with_a_known_prefix_gets_etype_and_changes_nothin
 
 
 @pytest.mark.smoke
-@pytest.mark.xfail(strict=True, reason="BUG: broker/brk_server.c:1129-1141 (s_on_admin) drops "
-                   "the extra frames of a multipart admin request and runs the first one; "
-                   "PROTO-R1 says a message with more than one frame is refused with EPROTO")
 def test_admin_request_with_two_zmq_frames_is_refused_with_eproto(h):
     b = _one_dead_letter(h)
     before = store_state(h)

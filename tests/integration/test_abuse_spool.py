@@ -68,8 +68,10 @@ def _agent_audit_has(w, name, reason):
     rows = agent_audit(w.agent)
     if rows is None:
         return True  # mdb_dump missing: the log line is the evidence
+    # The audit chain stores control characters of a field as spaces.
+    shown = "".join(" " if ord(ch) < 0x20 else ch for ch in name)
     return any(r["action"] == "spool" and r["result"] == "refused"
-               and f"file={name} reason={reason}" in r["detail"] for r in rows)
+               and f"file={shown} reason={reason}" in r["detail"] for r in rows)
 
 
 # ---- objects the agent must refuse (renamed to .rejected-<name>) -------------
@@ -111,7 +113,6 @@ DEADLOCK = ("BUG: agents/agt_spool.c:81 s_reject() calls agt_store_audit_now(), 
 
 @pytest.mark.parametrize("name,make,reason", [c[1:] for c in REJECTED],
                          ids=[f"{c[0]}_is_not_sent_and_is_renamed_rejected" for c in REJECTED])
-@pytest.mark.xfail(strict=False, reason=AUDIT_READER)
 def test_unsendable_spool_object_is_not_sent_and_is_renamed_rejected(h, name, make, reason):
     # Its own agent: today a rejection hangs the agent (see DEADLOCK).
     w = SpoolWorld(h)
