@@ -275,6 +275,23 @@ s_sess_free(brk_sess_t **s_p)
 
 /* ---- ZAP: the only place a CURVE key becomes a node ------------------- */
 
+/* A refused connection: logged, counted, and audited at most
+ * ZAP_AUDIT_PER_SEC times a second so a flood cannot fill the store. */
+static void
+s_auth_refused(brk_server_t *srv, const char *why, const char *detail)
+{
+    srv->stats.auth_failures++;
+    dxb_log_warn("BRK-AUTHFAIL", "connection refused: %s %s", why, detail);
+    uint64_t now = dxb_mono_ms();
+    if (now - srv->zap_window_start >= 1000) {
+        srv->zap_window_start = now;
+        srv->zap_denied_window = 0;
+    }
+    if (srv->zap_denied_window++ < ZAP_AUDIT_PER_SEC) {
+        s_audit_now(srv, "unknown", "auth", "connection", "refused", detail);
+    }
+}
+
 static int
 s_on_zap(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
@@ -323,20 +340,49 @@ s_on_zap(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         zmq_msg_close(&parts[i]);
     }
     if (status[0] != '2') {
-        srv->stats.auth_failures++;
-        dxb_log_warn("BRK-AUTHFAIL", "connection refused: %s key=%s address=%s", text,
-                     user[0] ? user : "-", address);
-        /* Rate-limited so a flood of bad handshakes cannot fill the store. */
-        uint64_t now = dxb_mono_ms();
-        if (now - srv->zap_window_start >= 1000) {
-            srv->zap_window_start = now;
-            srv->zap_denied_window = 0;
+        char detail[160];
+        snprintf(detail, sizeof(detail), "key=%s address=%s", user[0] ? user : "-", address);
+        s_auth_refused(srv, text, detail);
+    }
+    (void)loop;
+    (void)item;
+    return 0;
+}
+
+/* Handshakes that fail before ZAP is asked (a NULL or PLAIN client on the
+ * CURVE port, garbage instead of ZMTP) are only visible to a socket
+ * monitor; they are logged, counted and audited like ZAP refusals. */
+static int
+s_on_monitor(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    brk_server_t *srv = arg;
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t ev, ep;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, srv->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
         }
-        if (srv->zap_denied_window++ < ZAP_AUDIT_PER_SEC) {
-            char detail[160];
-            snprintf(detail, sizeof(detail), "key=%s address=%s", user[0] ? user : "-",
-                     address);
-            s_audit_now(srv, "unknown", "auth", "connection", "refused", detail);
+        uint16_t id = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&id, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) {
+            zmq_msg_init(&ep);
+            zmq_msg_recv(&ep, srv->mon, 0);
+            zmq_msg_close(&ep);
+        }
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "handshake failed code=0x%x%s", value,
+                     value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                         ? " (security mechanism is not CURVE)"
+                         : "");
+            s_auth_refused(srv, "handshake failed before authentication", detail);
         }
     }
     (void)loop;
@@ -1674,6 +1720,15 @@ s_bind(brk_server_t *srv)
                       zmq_strerror(errno));
         return DXB_EIO;
     }
+    if (zmq_socket_monitor(srv->router, "inproc://dxb-broker-monitor",
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        srv->mon = zmq_socket(srv->ctx, ZMQ_PAIR);
+        if (srv->mon != NULL && zmq_connect(srv->mon, "inproc://dxb-broker-monitor") != 0) {
+            zmq_close(srv->mon);
+            srv->mon = NULL;
+        }
+    }
     return s_bind_admin(srv);
 }
 
@@ -1718,16 +1773,20 @@ dxb_err_t
 brk_server_run(brk_server_t *srv)
 {
     srv->loop = zloop_new();
-    zmq_pollitem_t items[4] = {
+    zmq_pollitem_t items[5] = {
         {.socket = srv->router, .events = ZMQ_POLLIN},
         {.socket = srv->zap, .events = ZMQ_POLLIN},
         {.socket = srv->admin, .events = ZMQ_POLLIN},
         {.fd = srv->sigfd, .events = ZMQ_POLLIN},
+        {.socket = srv->mon, .events = ZMQ_POLLIN},
     };
     zloop_poller(srv->loop, &items[0], s_on_router, srv);
     zloop_poller(srv->loop, &items[1], s_on_zap, srv);
     zloop_poller(srv->loop, &items[2], s_on_admin, srv);
     zloop_poller(srv->loop, &items[3], s_on_signal, srv);
+    if (srv->mon != NULL) {
+        zloop_poller(srv->loop, &items[4], s_on_monitor, srv);
+    }
     zloop_timer(srv->loop, HOUSEKEEPING_MS, 0, s_on_tick, srv);
     zloop_set_nonstop(srv->loop, true);
     s_audit_now(srv, "broker", "start", srv->cfg.id, "ok", srv->cfg.endpoint);
@@ -1752,6 +1811,10 @@ brk_server_destroy(brk_server_t **srv_p)
     }
     brk_server_t *srv = *srv_p;
     zloop_destroy(&srv->loop);
+    if (srv->mon) {
+        zmq_socket_monitor(srv->router, NULL, 0);
+        zmq_close(srv->mon);
+    }
     if (srv->router) {
         zmq_close(srv->router);
     }

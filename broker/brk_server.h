@@ -68,6 +68,7 @@ typedef struct brk_server {
     void *router;             /* owned: agents */
     void *zap;                /* owned: ZAP handler (REP) */
     void *admin;              /* owned: operators */
+    void *mon;                /* owned PAIR: handshake failures of the router (monitor) */
     dxb_store_t *store;       /* owned */
     brk_queue_t *queue;       /* owned */
     brk_gov_t gov;            /* catalog, demands, grants, objections (same store) */

@@ -289,11 +289,11 @@ typedef struct {
 } ctl_gov_col_t;
 
 static const ctl_gov_col_t s_cols_catalog[] = {
-    {"dataset", "dataset", CTL_GOV_F_VALUE},     {"owner", "owner", CTL_GOV_F_VALUE},
-    {"title", "title", CTL_GOV_F_TEXT},          {"level", "level", CTL_GOV_F_VALUE},
-    {"share", "share", CTL_GOV_F_VALUE},         {"frequency", "frequency", CTL_GOV_F_TEXT},
-    {"region", "region", CTL_GOV_F_TEXT},        {"n_fields", "fields", CTL_GOV_F_VALUE},
-    {"version", "version", CTL_GOV_F_VALUE},     {"updated_ms", "updated", CTL_GOV_F_TIME},
+    {"dataset", "dataset", CTL_GOV_F_VALUE}, {"owner", "owner", CTL_GOV_F_VALUE},
+    {"title", "title", CTL_GOV_F_TEXT},      {"level", "level", CTL_GOV_F_VALUE},
+    {"share", "share", CTL_GOV_F_VALUE},     {"frequency", "frequency", CTL_GOV_F_TEXT},
+    {"region", "region", CTL_GOV_F_TEXT},    {"n_fields", "fields", CTL_GOV_F_VALUE},
+    {"version", "version", CTL_GOV_F_VALUE}, {"updated_ms", "updated", CTL_GOV_F_TIME},
 };
 
 /* `catalog show`: the entry as a block; its fields follow as a table. */
@@ -312,9 +312,9 @@ static const ctl_gov_col_t s_cols_entry[] = {
 };
 
 static const ctl_gov_col_t s_cols_demands[] = {
-    {"demand_id", "id", CTL_GOV_F_VALUE},      {"consumer", "consumer", CTL_GOV_F_VALUE},
-    {"dataset", "dataset", CTL_GOV_F_VALUE},   {"owner", "owner", CTL_GOV_F_VALUE},
-    {"state", "state", CTL_GOV_F_VALUE},       {"waited_s", "waited", CTL_GOV_F_DURATION},
+    {"demand_id", "id", CTL_GOV_F_VALUE},    {"consumer", "consumer", CTL_GOV_F_VALUE},
+    {"dataset", "dataset", CTL_GOV_F_VALUE}, {"owner", "owner", CTL_GOV_F_VALUE},
+    {"state", "state", CTL_GOV_F_VALUE},     {"waited_s", "waited", CTL_GOV_F_DURATION},
     {"purpose", "purpose", CTL_GOV_F_TEXT},
 };
 
@@ -365,21 +365,27 @@ static const ctl_gov_col_t s_block_demand[] = {
 };
 
 static const ctl_gov_col_t s_block_grant[] = {
-    {"grant_id", "id", CTL_GOV_F_VALUE},        {"state", "state", CTL_GOV_F_VALUE},
-    {"dataset", "dataset", CTL_GOV_F_VALUE},    {"consumer", "consumer", CTL_GOV_F_VALUE},
-    {"owner", "owner", CTL_GOV_F_VALUE},        {"fields", "fields", CTL_GOV_F_FIELDS},
-    {"mask", "mask", CTL_GOV_F_TEXT},           {"created_ms", "granted", CTL_GOV_F_TIME},
-    {"granted_by", "granted_by", CTL_GOV_F_TEXT}, {"expires_ms", "expires", CTL_GOV_F_EXPIRES},
-    {"revoked_ms", "revoked", CTL_GOV_F_TIME},  {"demand_id", "demand", CTL_GOV_F_REF},
+    {"grant_id", "id", CTL_GOV_F_VALUE},
+    {"state", "state", CTL_GOV_F_VALUE},
+    {"dataset", "dataset", CTL_GOV_F_VALUE},
+    {"consumer", "consumer", CTL_GOV_F_VALUE},
+    {"owner", "owner", CTL_GOV_F_VALUE},
+    {"fields", "fields", CTL_GOV_F_FIELDS},
+    {"mask", "mask", CTL_GOV_F_TEXT},
+    {"created_ms", "granted", CTL_GOV_F_TIME},
+    {"granted_by", "granted_by", CTL_GOV_F_TEXT},
+    {"expires_ms", "expires", CTL_GOV_F_EXPIRES},
+    {"revoked_ms", "revoked", CTL_GOV_F_TIME},
+    {"demand_id", "demand", CTL_GOV_F_REF},
     {"automatic", "automatic", CTL_GOV_F_VALUE},
 };
 
 static const ctl_gov_col_t s_block_objection[] = {
-    {"objection_id", "id", CTL_GOV_F_VALUE},      {"state", "state", CTL_GOV_F_VALUE},
-    {"dataset", "dataset", CTL_GOV_F_VALUE},      {"owner", "owner", CTL_GOV_F_VALUE},
-    {"filer", "filer", CTL_GOV_F_VALUE},          {"record", "record", CTL_GOV_F_TEXT},
-    {"message", "message", CTL_GOV_F_TEXT},       {"response", "response", CTL_GOV_F_TEXT},
-    {"created_ms", "filed", CTL_GOV_F_TIME},      {"responded_ms", "responded", CTL_GOV_F_TIME},
+    {"objection_id", "id", CTL_GOV_F_VALUE}, {"state", "state", CTL_GOV_F_VALUE},
+    {"dataset", "dataset", CTL_GOV_F_VALUE}, {"owner", "owner", CTL_GOV_F_VALUE},
+    {"filer", "filer", CTL_GOV_F_VALUE},     {"record", "record", CTL_GOV_F_TEXT},
+    {"message", "message", CTL_GOV_F_TEXT},  {"response", "response", CTL_GOV_F_TEXT},
+    {"created_ms", "filed", CTL_GOV_F_TIME}, {"responded_ms", "responded", CTL_GOV_F_TIME},
     {"closed_ms", "closed", CTL_GOV_F_TIME},
 };
 
@@ -391,90 +397,141 @@ static const char *const s_objection_states[] = {"open", "responded", "closed", 
 
 /* One command line form: a command and subcommand, and the operation it is. */
 typedef struct {
-    const char *cmd;              /* "demands" */
-    const char *sub;              /* "file"; NULL: the command alone (a listing) */
-    const char *op;               /* operation on the wire (PROTOCOL.md 10.2) */
-    const char *word;             /* its positional argument ("DATASET", "ID"); NULL: none */
-    ctl_gov_kind_t word_kind;     /* what the word must be (when word is set) */
-    int opts[CTL_GOV_VERB_OPTS];  /* options it takes, 0-terminated */
-    uint32_t required;            /* bit 1 << option for each option it needs */
-    int party;                    /* option naming the node the operator acts for: needed
-                                     as the operator, refused through an agent; 0 none */
-    const char *party_role;       /* what party names ("consumer"), for messages */
-    int wire[CTL_GOV_VERB_OPTS];  /* wire args in order (CTL_GOV_O_WORD or an option),
-                                     0-terminated; absent ones go as "" and trailing ""
-                                     are dropped */
-    const char *const *states;    /* values --state takes; NULL when it takes none */
-    const ctl_gov_col_t *cols;    /* listing table; NULL: each row as a block */
-    size_t n_cols;                /* entries of cols */
+    const char *cmd;             /* "demands" */
+    const char *sub;             /* "file"; NULL: the command alone (a listing) */
+    const char *op;              /* operation on the wire (PROTOCOL.md 10.2) */
+    const char *word;            /* its positional argument ("DATASET", "ID"); NULL: none */
+    ctl_gov_kind_t word_kind;    /* what the word must be (when word is set) */
+    int opts[CTL_GOV_VERB_OPTS]; /* options it takes, 0-terminated */
+    uint32_t required;           /* bit 1 << option for each option it needs */
+    int party;                   /* option naming the node the operator acts for: needed
+                                    as the operator, refused through an agent; 0 none */
+    const char *party_role;      /* what party names ("consumer"), for messages */
+    int wire[CTL_GOV_VERB_OPTS]; /* wire args in order (CTL_GOV_O_WORD or an option),
+                                    0-terminated; absent ones go as "" and trailing ""
+                                    are dropped */
+    const char *const *states;   /* values --state takes; NULL when it takes none */
+    const ctl_gov_col_t *cols;   /* listing table; NULL: each row as a block */
+    size_t n_cols;               /* entries of cols */
 } ctl_gov_verb_t;
 
 #define CTL_GOV_BIT(o) (1u << (o))
 #define CTL_GOV_N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const ctl_gov_verb_t s_verbs[] = {
-    {.cmd = "catalog", .sub = "list", .op = "catalog.list", .cols = s_cols_catalog,
+    {.cmd = "catalog",
+     .sub = "list",
+     .op = "catalog.list",
+     .cols = s_cols_catalog,
      .n_cols = CTL_GOV_N(s_cols_catalog)},
-    {.cmd = "catalog", .sub = "show", .op = "catalog.show", .word = "DATASET",
-     .word_kind = CTL_GOV_K_DATASET, .wire = {CTL_GOV_O_WORD}},
-    {.cmd = "demands", .op = "demand.list", .opts = {CTL_GOV_O_STATE},
-     .wire = {CTL_GOV_O_STATE}, .states = s_demand_states, .cols = s_cols_demands,
+    {.cmd = "catalog",
+     .sub = "show",
+     .op = "catalog.show",
+     .word = "DATASET",
+     .word_kind = CTL_GOV_K_DATASET,
+     .wire = {CTL_GOV_O_WORD}},
+    {.cmd = "demands",
+     .op = "demand.list",
+     .opts = {CTL_GOV_O_STATE},
+     .wire = {CTL_GOV_O_STATE},
+     .states = s_demand_states,
+     .cols = s_cols_demands,
      .n_cols = CTL_GOV_N(s_cols_demands)},
-    {.cmd = "demands", .sub = "file", .op = "demand.file", .word = "DATASET",
+    {.cmd = "demands",
+     .sub = "file",
+     .op = "demand.file",
+     .word = "DATASET",
      .word_kind = CTL_GOV_K_DATASET,
      .opts = {CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS, CTL_GOV_O_FOR},
-     .required = CTL_GOV_BIT(CTL_GOV_O_PURPOSE), .party = CTL_GOV_O_FOR,
+     .required = CTL_GOV_BIT(CTL_GOV_O_PURPOSE),
+     .party = CTL_GOV_O_FOR,
      .party_role = "consumer",
-     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS,
-              CTL_GOV_O_FOR}},
-    {.cmd = "demands", .sub = "approve", .op = "demand.approve", .word = "ID",
-     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES},
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_PURPOSE, CTL_GOV_O_FIELDS, CTL_GOV_O_DAYS, CTL_GOV_O_FOR}},
+    {.cmd = "demands",
+     .sub = "approve",
+     .op = "demand.approve",
+     .word = "ID",
+     .word_kind = CTL_GOV_K_ID,
+     .opts = {CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES},
      .wire = {CTL_GOV_O_WORD, CTL_GOV_O_FIELDS, CTL_GOV_O_MASK, CTL_GOV_O_EXPIRES}},
-    {.cmd = "demands", .sub = "deny", .op = "demand.deny", .word = "ID",
-     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_REASON},
-     .required = CTL_GOV_BIT(CTL_GOV_O_REASON), .wire = {CTL_GOV_O_WORD, CTL_GOV_O_REASON}},
-    {.cmd = "grants", .op = "grant.list", .opts = {CTL_GOV_O_DATASET},
-     .wire = {CTL_GOV_O_DATASET}, .cols = s_cols_grants, .n_cols = CTL_GOV_N(s_cols_grants)},
-    {.cmd = "grants", .sub = "revoke", .op = "grant.revoke", .word = "ID",
-     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_REASON},
+    {.cmd = "demands",
+     .sub = "deny",
+     .op = "demand.deny",
+     .word = "ID",
+     .word_kind = CTL_GOV_K_ID,
+     .opts = {CTL_GOV_O_REASON},
+     .required = CTL_GOV_BIT(CTL_GOV_O_REASON),
      .wire = {CTL_GOV_O_WORD, CTL_GOV_O_REASON}},
-    {.cmd = "objections", .op = "objection.list", .opts = {CTL_GOV_O_STATE},
-     .wire = {CTL_GOV_O_STATE}, .states = s_objection_states, .cols = s_cols_objections,
+    {.cmd = "grants",
+     .op = "grant.list",
+     .opts = {CTL_GOV_O_DATASET},
+     .wire = {CTL_GOV_O_DATASET},
+     .cols = s_cols_grants,
+     .n_cols = CTL_GOV_N(s_cols_grants)},
+    {.cmd = "grants",
+     .sub = "revoke",
+     .op = "grant.revoke",
+     .word = "ID",
+     .word_kind = CTL_GOV_K_ID,
+     .opts = {CTL_GOV_O_REASON},
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_REASON}},
+    {.cmd = "objections",
+     .op = "objection.list",
+     .opts = {CTL_GOV_O_STATE},
+     .wire = {CTL_GOV_O_STATE},
+     .states = s_objection_states,
+     .cols = s_cols_objections,
      .n_cols = CTL_GOV_N(s_cols_objections)},
-    {.cmd = "objections", .sub = "file", .op = "objection.file", .word = "DATASET",
+    {.cmd = "objections",
+     .sub = "file",
+     .op = "objection.file",
+     .word = "DATASET",
      .word_kind = CTL_GOV_K_DATASET,
      .opts = {CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER},
      .required = CTL_GOV_BIT(CTL_GOV_O_RECORD) | CTL_GOV_BIT(CTL_GOV_O_MESSAGE),
-     .party = CTL_GOV_O_FILER, .party_role = "filer",
+     .party = CTL_GOV_O_FILER,
+     .party_role = "filer",
      .wire = {CTL_GOV_O_WORD, CTL_GOV_O_RECORD, CTL_GOV_O_MESSAGE, CTL_GOV_O_FILER}},
-    {.cmd = "objections", .sub = "respond", .op = "objection.respond", .word = "ID",
-     .word_kind = CTL_GOV_K_ID, .opts = {CTL_GOV_O_MESSAGE},
-     .required = CTL_GOV_BIT(CTL_GOV_O_MESSAGE), .wire = {CTL_GOV_O_WORD, CTL_GOV_O_MESSAGE}},
-    {.cmd = "objections", .sub = "close", .op = "objection.close", .word = "ID",
-     .word_kind = CTL_GOV_K_ID, .wire = {CTL_GOV_O_WORD}},
+    {.cmd = "objections",
+     .sub = "respond",
+     .op = "objection.respond",
+     .word = "ID",
+     .word_kind = CTL_GOV_K_ID,
+     .opts = {CTL_GOV_O_MESSAGE},
+     .required = CTL_GOV_BIT(CTL_GOV_O_MESSAGE),
+     .wire = {CTL_GOV_O_WORD, CTL_GOV_O_MESSAGE}},
+    {.cmd = "objections",
+     .sub = "close",
+     .op = "objection.close",
+     .word = "ID",
+     .word_kind = CTL_GOV_K_ID,
+     .wire = {CTL_GOV_O_WORD}},
     /* Without --by, `stats` is the broker's counters instead (s_stats_plain). */
-    {.cmd = "stats", .op = "stats.by", .opts = {CTL_GOV_O_BY, CTL_GOV_O_SINCE},
-     .wire = {CTL_GOV_O_BY, CTL_GOV_O_SINCE}, .cols = s_cols_stats,
+    {.cmd = "stats",
+     .op = "stats.by",
+     .opts = {CTL_GOV_O_BY, CTL_GOV_O_SINCE},
+     .wire = {CTL_GOV_O_BY, CTL_GOV_O_SINCE},
+     .cols = s_cols_stats,
      .n_cols = CTL_GOV_N(s_cols_stats)},
 };
 
 /* One option as typed: "--name VALUE" or "--name=VALUE". */
 typedef struct {
-    const char *name; /* borrowed from argv; name_len bytes */
-    size_t name_len;
+    const char *name;  /* borrowed from argv; not NUL-terminated after name_len bytes */
+    size_t name_len;   /* bytes of the name, "--" included */
     const char *value; /* borrowed from argv */
 } ctl_gov_raw_t;
 
 /* One command line, split and then checked. */
 typedef struct {
-    const char *cmd;                          /* argv[0] */
-    const char *words[CTL_GOV_MAX_WORDS];     /* positional words, borrowed */
-    size_t n_words;
-    ctl_gov_raw_t raw[CTL_GOV_MAX_OPTS];      /* options in the order typed */
-    size_t n_raw;
-    const char *values[CTL_GOV_O_COUNT];      /* value per option once resolved; NULL absent */
-    const char *word;                         /* the verb's positional word; NULL none */
-    char since_ms[24];                        /* --since as decimal epoch ms */
+    const char *cmd;                      /* argv[0] */
+    const char *words[CTL_GOV_MAX_WORDS]; /* positional words, borrowed */
+    size_t n_words;                       /* entries of words */
+    ctl_gov_raw_t raw[CTL_GOV_MAX_OPTS];  /* options in the order typed */
+    size_t n_raw;                         /* entries of raw */
+    const char *values[CTL_GOV_O_COUNT];  /* value per option once resolved; NULL absent */
+    const char *word;                     /* the verb's positional word; NULL none */
+    char since_ms[24];                    /* --since as decimal epoch ms */
 } ctl_gov_line_t;
 
 /* ---- usage ------------------------------------------------------------ */
@@ -510,8 +567,8 @@ s_help_of(const char *cmd)
         const char *cmd;
         const char *help;
     } helps[] = {
-        {"catalog", ctl_gov_catalog_help},       {"demands", ctl_gov_demands_help},
-        {"grants", ctl_gov_grants_help},         {"objections", ctl_gov_objections_help},
+        {"catalog", ctl_gov_catalog_help}, {"demands", ctl_gov_demands_help},
+        {"grants", ctl_gov_grants_help},   {"objections", ctl_gov_objections_help},
         {"stats", ctl_gov_stats_help},
     };
 
@@ -587,7 +644,7 @@ s_split(int argc, char **argv, ctl_gov_line_t *line, bool *json)
 static const ctl_gov_verb_t *
 s_find_verb(const char *cmd, const char *sub)
 {
-    for (size_t i = 0; i < sizeof(s_verbs) / sizeof(s_verbs[0]); i++) {
+    for (size_t i = 0; i < CTL_GOV_N(s_verbs); i++) {
         const ctl_gov_verb_t *v = &s_verbs[i];
 
         if (strcmp(v->cmd, cmd) != 0) {
@@ -609,20 +666,25 @@ s_list_subs(const char *cmd, char *out, size_t cap)
     size_t total = 0;
     size_t used = 0;
 
-    for (size_t i = 0; i < sizeof(s_verbs) / sizeof(s_verbs[0]); i++) {
+    for (size_t i = 0; i < CTL_GOV_N(s_verbs); i++) {
         total += strcmp(s_verbs[i].cmd, cmd) == 0 && s_verbs[i].sub != NULL ? 1 : 0;
     }
     out[0] = '\0';
-    for (size_t i = 0; i < sizeof(s_verbs) / sizeof(s_verbs[0]) && used < cap; i++) {
+    for (size_t i = 0; i < CTL_GOV_N(s_verbs) && used < cap; i++) {
         const ctl_gov_verb_t *v = &s_verbs[i];
+        const char *sep;
         int w;
 
         if (strcmp(v->cmd, cmd) != 0 || v->sub == NULL) {
             continue;
         }
         n++;
-        w = snprintf(out + used, cap - used, "%s%s", n == 1 ? "" : n == total ? " or " : ", ",
-                     v->sub);
+        if (n == 1) {
+            sep = "";
+        } else {
+            sep = n == total ? " or " : ", ";
+        }
+        w = snprintf(out + used, cap - used, "%s%s", sep, v->sub);
         used += w > 0 ? (size_t)w : 0;
     }
 }
@@ -649,8 +711,7 @@ s_resolve(ctl_gov_line_t *line, const ctl_gov_verb_t **verb_out)
         return s_usage(line->cmd, "'%s' needs a subcommand: %s", line->cmd, subs);
     }
     if (verb != NULL && verb->sub == NULL && line->n_words > 0 && subs[0] == '\0') {
-        return s_usage(line->cmd, "'%s' takes no arguments, got '%s'", line->cmd,
-                       line->words[0]);
+        return s_usage(line->cmd, "'%s' takes no arguments, got '%s'", line->cmd, line->words[0]);
     }
     if (verb == NULL || (verb->sub == NULL && line->n_words > 0)) {
         return s_usage(line->cmd, "unknown subcommand '%s %s'; expected %s", line->cmd,
@@ -691,18 +752,17 @@ s_verb_option(const ctl_gov_verb_t *verb, const ctl_gov_raw_t *raw)
 
 /* Refuses an option the verb does not take, naming the form that takes it. */
 static int
-s_foreign_option(const ctl_gov_line_t *line, const ctl_gov_verb_t *verb,
-                 const ctl_gov_raw_t *raw)
+s_foreign_option(const ctl_gov_line_t *line, const ctl_gov_verb_t *verb, const ctl_gov_raw_t *raw)
 {
     char name[64];
     char other[64];
 
     s_verb_name(verb, name, sizeof(name));
-    for (size_t i = 0; i < sizeof(s_verbs) / sizeof(s_verbs[0]); i++) {
+    for (size_t i = 0; i < CTL_GOV_N(s_verbs); i++) {
         if (strcmp(s_verbs[i].cmd, verb->cmd) == 0 && s_verb_option(&s_verbs[i], raw) >= 0) {
             s_verb_name(&s_verbs[i], other, sizeof(other));
-            return s_usage(line->cmd, "option '%.*s' belongs to '%s', not '%s'",
-                           (int)raw->name_len, raw->name, other, name);
+            return s_usage(line->cmd, "option '%.*s' belongs to '%s', not '%s'", (int)raw->name_len,
+                           raw->name, other, name);
         }
     }
     return s_usage(line->cmd, "unknown option '%.*s' for '%s'", (int)raw->name_len, raw->name,
@@ -822,8 +882,9 @@ s_check_value(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, ctl_gov_line
         return CTL_GOV_CONTINUE;
     case CTL_GOV_K_ID:
         if (!s_parse_number(value, UINT64_MAX, &n)) {
-            return s_usage(line->cmd, "invalid %s '%s': expected a number such as 7 (the ID "
-                                      "column of 'dxbctl %s')",
+            return s_usage(line->cmd,
+                           "invalid %s '%s': expected a number such as 7 (the ID "
+                           "column of 'dxbctl %s')",
                            what, value, verb->cmd);
         }
         return CTL_GOV_CONTINUE;
@@ -895,8 +956,7 @@ s_check(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, ctl_gov_line_t *li
         if (line->values[o] == NULL) {
             continue;
         }
-        rc = s_check_value(ctx, verb, line, s_options[o].kind, s_options[o].name,
-                           line->values[o]);
+        rc = s_check_value(ctx, verb, line, s_options[o].kind, s_options[o].name, line->values[o]);
         if (rc != CTL_GOV_CONTINUE) {
             return rc;
         }
@@ -949,8 +1009,9 @@ s_build(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_gov_line
                            limit, ctx->agent != NULL ? "" : " (1024 through --agent)");
         }
         if (!s_text_ok(value)) {
-            return s_usage(line->cmd, "'%s' is not valid UTF-8 text (convert it first, e.g. "
-                                      "with iconv -f gbk -t utf-8)",
+            return s_usage(line->cmd,
+                           "'%s' is not valid UTF-8 text (convert it first, e.g. "
+                           "with iconv -f gbk -t utf-8)",
                            what);
         }
     }
@@ -1099,8 +1160,7 @@ s_decode(const ctl_gov_ctx_t *ctx, const char *op, const uint8_t *buf, size_t le
 {
     char detail[160] = "";
     uint8_t want = ctx->agent != NULL ? DXB_T_GOV_REP : DXB_T_ADMIN_REP;
-    dxb_err_t rc = dxb_msg_decode(buf, len, CTL_GOV_MAX_REPLY_BYTES, frame, detail,
-                                  sizeof(detail));
+    dxb_err_t rc = dxb_msg_decode(buf, len, CTL_GOV_MAX_REPLY_BYTES, frame, detail, sizeof(detail));
 
     if (rc == DXB_OK && frame->type != want) {
         snprintf(detail, sizeof(detail), "message type %u instead of %s", (unsigned)frame->type,
@@ -1160,8 +1220,9 @@ s_call(const ctl_gov_ctx_t *ctx, const char *op, const char *const *args, size_t
     }
     rc = s_exchange(ctx, &req, rep);
     if (rc == DXB_ETIMEOUT) {
-        fprintf(stderr, "dxbctl: no answer from %s at %s within %d ms (is dxb-%s running? is --%s "
-                        "right?)\n",
+        fprintf(stderr,
+                "dxbctl: no answer from %s at %s within %d ms (is dxb-%s running? is --%s "
+                "right?)\n",
                 s_peer(ctx), s_endpoint(ctx), ctx->timeout_ms, s_peer(ctx),
                 ctx->agent != NULL ? "agent" : "admin");
         exit_code = CTL_GOV_EXIT_NOANSWER;
@@ -1360,8 +1421,8 @@ s_pack_cell(msgpack_packer *pk, ctl_gov_fmt_t fmt, const ctl_gov_val_t *v)
  * Errors: DXB_EPROTO when the result has not the shape of a table; errbuf
  * then receives the reason. */
 static dxb_err_t
-s_project(const dxb_bytes_t *result, const ctl_gov_col_t *cols, size_t n_cols,
-          msgpack_sbuffer *out, char *errbuf, size_t errcap)
+s_project(const dxb_bytes_t *result, const ctl_gov_col_t *cols, size_t n_cols, msgpack_sbuffer *out,
+          char *errbuf, size_t errcap)
 {
     ctl_gov_kv_t kv[CTL_GOV_MAX_KEYS];
     msgpack_packer pk;
@@ -1407,8 +1468,7 @@ s_print_projected(const dxb_bytes_t *result, const ctl_gov_col_t *cols, size_t n
     msgpack_sbuffer_init(&out);
     rc = s_project(result, cols, n_cols, &out, errbuf, errcap);
     if (rc == DXB_OK) {
-        rc = ctl_render_result(stdout, (const uint8_t *)out.data, out.size, mode, errbuf,
-                               errcap);
+        rc = ctl_render_result(stdout, (const uint8_t *)out.data, out.size, mode, errbuf, errcap);
     }
     msgpack_sbuffer_destroy(&out);
     return rc;
@@ -1486,8 +1546,8 @@ s_print_entry(const dxb_bytes_t *result, char *errbuf, size_t errcap)
     dxb_err_t rc;
 
     /* The block's projection checks the whole result first. */
-    rc = s_print_projected(result, s_cols_entry, CTL_GOV_N(s_cols_entry), CTL_RENDER_VERTICAL, errbuf,
-                           errcap);
+    rc = s_print_projected(result, s_cols_entry, CTL_GOV_N(s_cols_entry), CTL_RENDER_VERTICAL,
+                           errbuf, errcap);
     if (rc != DXB_OK) {
         return rc;
     }
@@ -1500,8 +1560,8 @@ s_print_entry(const dxb_bytes_t *result, char *errbuf, size_t errcap)
         msgpack_sbuffer_init(&fields);
         s_pack_fields(&fields, s_row_get(kv, n, "fields"));
         fputs("\nfields:\n", stdout);
-        rc = ctl_render_result(stdout, (const uint8_t *)fields.data, fields.size,
-                               CTL_RENDER_TABLE, errbuf, errcap);
+        rc = ctl_render_result(stdout, (const uint8_t *)fields.data, fields.size, CTL_RENDER_TABLE,
+                               errbuf, errcap);
         msgpack_sbuffer_destroy(&fields);
     }
     return rc;
@@ -1563,19 +1623,19 @@ s_print(const ctl_gov_ctx_t *ctx, const ctl_gov_verb_t *verb, const ctl_gov_line
                                detail, sizeof(detail));
     } else if (verb != NULL && verb->cols == s_cols_stats) {
         s_stats_cols(line, stats_cols);
-        rc = s_print_projected(&reply->result, stats_cols, CTL_GOV_STATS_COLS,
-                               CTL_RENDER_TABLE, detail, sizeof(detail));
-    } else if (verb != NULL && verb->cols != NULL) {
-        rc = s_print_projected(&reply->result, verb->cols, verb->n_cols, CTL_RENDER_TABLE,
+        rc = s_print_projected(&reply->result, stats_cols, CTL_GOV_STATS_COLS, CTL_RENDER_TABLE,
                                detail, sizeof(detail));
+    } else if (verb != NULL && verb->cols != NULL) {
+        rc = s_print_projected(&reply->result, verb->cols, verb->n_cols, CTL_RENDER_TABLE, detail,
+                               sizeof(detail));
     } else if (verb != NULL && strcmp(verb->op, "catalog.show") == 0) {
         rc = s_print_entry(&reply->result, detail, sizeof(detail));
     } else if (block != NULL) {
         rc = s_print_projected(&reply->result, block, n_block, CTL_RENDER_VERTICAL, detail,
                                sizeof(detail));
     } else {
-        rc = ctl_render_result(stdout, reply->result.ptr, reply->result.len,
-                               CTL_RENDER_VERTICAL, detail, sizeof(detail));
+        rc = ctl_render_result(stdout, reply->result.ptr, reply->result.len, CTL_RENDER_VERTICAL,
+                               detail, sizeof(detail));
     }
     if (rc != DXB_OK) {
         fprintf(stderr, "dxbctl: %s: malformed reply from %s: %s\n", op, s_peer(ctx), detail);

@@ -95,11 +95,6 @@ def test_null_or_plain_mechanism_client_gets_nothing_and_nothing_is_stored(h, me
 
 
 @pytest.mark.smoke
-@pytest.mark.xfail(strict=True, reason="BUG: NULL/PLAIN handshakes to the CURVE port are neither "
-                   "logged (BRK-AUTHFAIL) nor audited nor counted in auth_failures: libzmq fails "
-                   "the mechanism mismatch before ZAP, so the 'mechanism not allowed' branch of "
-                   "the ZAP handler (broker/brk_server.c:296) is unreachable and no socket "
-                   "monitor reports it (anchors S1/F3: 100% audited)")
 @pytest.mark.parametrize("mechanism", ["null", "plain"])
 def test_null_or_plain_mechanism_attempt_is_audited(h, mechanism):
     a = h.keygen(SENDER)
