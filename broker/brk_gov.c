@@ -73,6 +73,38 @@ typedef struct {
     uint64_t now;
 } gov_req_t;
 
+/* Longest text each argument may carry (what the records hold): longer is
+ * refused with EINVAL rather than cut. */
+static const struct {
+    const char *op;
+    size_t max[5];
+} s_arg_limits[] = {
+    {"demand.file", {DXB_ID_CAP - 1, 512, 1024, 16, DXB_ID_CAP - 1}},
+    {"demand.approve", {20, 1024, 1024, 16, 0}},
+    {"demand.deny", {20, 256, 0, 0, 0}},
+    {"grant.revoke", {20, 256, 0, 0, 0}},
+    {"objection.file", {DXB_ID_CAP - 1, 256, 1024, DXB_ID_CAP - 1, 0}},
+    {"objection.respond", {20, 1024, 0, 0, 0}},
+};
+
+static bool
+s_args_fit(const char *op, const char *const *args, size_t n, char *text, size_t cap)
+{
+    for (size_t i = 0; i < sizeof(s_arg_limits) / sizeof(s_arg_limits[0]); i++) {
+        if (strcmp(s_arg_limits[i].op, op) != 0) {
+            continue;
+        }
+        for (size_t a = 0; a < n && a < 5; a++) {
+            size_t max = s_arg_limits[i].max[a];
+            if (max > 0 && strlen(args[a]) > max) {
+                snprintf(text, cap, "%s: argument %zu is longer than %zu bytes", op, a + 1, max);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 dxb_err_t
 brk_gov_open(brk_gov_t *g, brk_server_t *srv)
 {
@@ -1351,7 +1383,15 @@ brk_gov_request(brk_gov_t *g, MDB_txn *txn, const char *actor, const char *op,
     *code = DXB_W_OK;
     snprintf(text, text_cap, "ok");
     const gov_op_t *o = s_find_op(op);
-    dxb_err_t err = o == NULL ? s_fail(&r, DXB_W_ETYPE, "unknown operation %s", op) : o->fn(&r);
+    char why[160];
+    dxb_err_t err;
+    if (o == NULL) {
+        err = s_fail(&r, DXB_W_ETYPE, "unknown operation %s", op);
+    } else if (!s_args_fit(op, args, n_args, why, sizeof(why))) {
+        err = s_fail(&r, DXB_W_EINVAL, "%s", why);
+    } else {
+        err = o->fn(&r);
+    }
     *wrote = r.wrote;
     return err;
 }
