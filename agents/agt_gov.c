@@ -48,6 +48,32 @@ static uint32_t s_next_req = 1;
 
 /* ---- catalog declaration ------------------------------------------------------ */
 
+/* Whether this node has declared datasets before (kept in the store), so
+ * that an emptied declaration is sent once to remove them, and a node that
+ * never owned a dataset sends nothing. */
+static bool
+s_declared_before(agt_t *a, int set)
+{
+    static const char key[] = "catalog:declared";
+    MDB_txn *txn = NULL;
+    bool was = false;
+    if (dxb_store_begin(a->store, set >= 0, &txn) != DXB_OK) {
+        return set < 0; /* unknown: err towards sending */
+    }
+    MDB_val k = {sizeof(key) - 1, (void *)key}, v;
+    was = mdb_get(txn, a->meta, &k, &v) == 0;
+    if (set >= 0 && was != (set == 1)) {
+        uint8_t one = 1;
+        MDB_val nv = {1, &one};
+        int rc = set == 1 ? mdb_put(txn, a->meta, &k, &nv, 0) : mdb_del(txn, a->meta, &k, NULL);
+        if (rc == 0 && agt_store_commit(a, &txn) == DXB_OK) {
+            return was;
+        }
+    }
+    dxb_store_abort(&txn);
+    return was;
+}
+
 void
 agt_gov_send_catalog(agt_t *a)
 {
@@ -55,6 +81,10 @@ agt_gov_send_catalog(agt_t *a)
     for (size_t i = 0; i < a->cfg.n_datasets; i++) {
         n += a->cfg.datasets[i].catalog.declared ? 1 : 0;
     }
+    if (n == 0 && !s_declared_before(a, -1)) {
+        return; /* owns nothing and never did: nothing to tell the broker */
+    }
+    (void)s_declared_before(a, n > 0 ? 1 : 0);
     dxb_catentry_in_t *es = calloc(n + 1, sizeof(*es));
     const char **names = NULL, **types = NULL;
     uint8_t *sens = NULL;
@@ -185,7 +215,10 @@ static void
 s_copy(char *dst, size_t cap, const agt_val_t *v)
 {
     size_t n = v->is_str ? (v->len < cap - 1 ? v->len : cap - 1) : 0;
-    memcpy(dst, v->str, n);
+    /* A nil or number has no str (NULL): memcpy(dst, NULL, 0) is undefined. */
+    if (n > 0) {
+        memcpy(dst, v->str, n);
+    }
     dst[n] = '\0';
 }
 
