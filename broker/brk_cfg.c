@@ -1,5 +1,6 @@
 /* brk_cfg: loads and validates the broker configuration. */
 #include "broker/brk_cfg.h"
+#include "proto/dxb_msg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,13 @@ s_load_nodes(dxb_yaml_doc_t *doc, const dxb_yaml_node_t *seq, brk_cfg_t *c, cons
         return;
     }
     size_t n = dxb_yaml_len(seq);
+    if (n > DXB_MAX_DIRECTORY) {
+        /* DIRECTORY carries at most 4096 nodes (PROTOCOL.md 4): beyond that
+         * agents would learn no keys at all. One broker per city is far below;
+         * the hierarchy of brokers is the way to scale out. */
+        dxb_yaml_error(doc, seq, "at most %d nodes per broker (%zu listed)", DXB_MAX_DIRECTORY, n);
+        return;
+    }
     c->nodes = calloc(n ? n : 1, sizeof(*c->nodes));
     if (c->nodes == NULL) {
         dxb_yaml_error(doc, seq, "out of memory");
