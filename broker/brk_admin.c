@@ -276,7 +276,7 @@ s_cmd_stats(brk_server_t *srv, msgpack_packer *pk)
     const brk_stats_t *st = &srv->stats;
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 17);
-    s_u64(pk, "uptime_s", (dxb_now_ms() - st->started_wall_ms) / 1000);
+    s_u64(pk, "uptime_s", (dxb_mono_ms() - st->started_mono_ms) / 1000);
     s_u64(pk, "nodes", srv->n_sess);
     s_u64(pk, "online", online);
     s_u64(pk, "frames_in", st->frames_in);

@@ -1753,6 +1753,7 @@ brk_server_new(brk_server_t **out, brk_cfg_t *cfg, const char *cfg_path, int sig
     dxb_strlcpy(srv->cfg_path, cfg_path, sizeof(srv->cfg_path));
     srv->sigfd = sigfd;
     srv->stats.started_wall_ms = dxb_now_ms();
+    srv->stats.started_mono_ms = dxb_mono_ms();
     msgpack_sbuffer_init(&srv->sbuf);
     srv->by_key = zhashx_new();
     char errbuf[512];

@@ -58,6 +58,7 @@ typedef struct {
     uint64_t frames_in, frames_bad, published, duplicates, delivered, acked, refused;
     uint64_t dead_lettered, commits, auth_failures, spoofs;
     uint64_t started_wall_ms;
+    uint64_t started_mono_ms; /* uptime: immune to wall-clock steps */
 } brk_stats_t;
 
 typedef struct brk_server {

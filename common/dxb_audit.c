@@ -397,6 +397,9 @@ s_check_cp(MDB_txn *txn, MDB_dbi audit, const uint8_t sign_pk[32], const MDB_val
            const MDB_val *v, dxb_audit_cp_t *cp, dxb_audit_fault_t *fault)
 {
     *fault = DXB_AUDIT_OK;
+    /* A key of the wrong size skips the decode; the caller still reports
+     * cp->time_ms (audit.verify's "signed ..."), so it must not be garbage. */
+    memset(cp, 0, sizeof(*cp));
     if (k->mv_size != 8 || !dxb_audit_cp_decode(v->mv_data, v->mv_size, cp) ||
         cp->seq != dxb_be64_get(k->mv_data) || cp->seq == 0) {
         cp->seq = k->mv_size == 8 ? dxb_be64_get(k->mv_data) : 0;

@@ -9,6 +9,7 @@ DXB_PACKAGES=(
     libyaml-dev libsystemd-dev libcmocka-dev libzstd-dev
     python3 python3-zmq python3-msgpack python3-pytest python3-nacl
     clang-14 libclang-rt-14-dev strace nftables iproute2 util-linux
+    cppcheck clang-tidy-14 valgrind faketime libfaketime
 )
 
 dxb_say() { printf '%s\n' "$*"; }
