@@ -57,6 +57,10 @@ typedef struct {
     uint64_t created_ms, responded_ms, closed_ms;
 } brk_objection_t;
 
+_Static_assert(sizeof(brk_demand_t) <= 4096 && sizeof(brk_grant_t) <= 4096 &&
+                   sizeof(brk_objection_t) <= 4096,
+               "s_list_records copies a record into 4096 bytes");
+
 /* What one request needs while it runs. */
 typedef struct {
     brk_gov_t *g;
@@ -503,6 +507,46 @@ s_op_catalog_show(gov_req_t *r)
     return DXB_OK;
 }
 
+/* Lists the fixed-size records of dbi that match, in id order: a first pass
+ * counts them (the msgpack array needs its length), a second packs them. */
+typedef bool (*gov_match_fn)(const gov_req_t *r, const void *rec);
+typedef void (*gov_pack_fn)(const gov_req_t *r, const void *rec);
+
+static dxb_err_t
+s_list_records(gov_req_t *r, MDB_dbi dbi, size_t size, gov_match_fn match, gov_pack_fn pack)
+{
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(r->txn, dbi, &cur);
+    if (rc != 0) {
+        return dxb_store_err(rc, "gov cursor");
+    }
+    MDB_val k, v;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = 0;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            /* LMDB data may be unaligned: records are used through a copy. */
+            static uint8_t rec[4096] __attribute__((aligned(16)));
+            if (v.mv_size != size || size > sizeof(rec)) {
+                continue;
+            }
+            memcpy(rec, v.mv_data, size);
+            if (!match(r, rec)) {
+                continue;
+            }
+            if (pass == 1) {
+                pack(r, rec);
+            }
+            n++;
+        }
+        if (pass == 0) {
+            msgpack_pack_array(r->pk, (uint32_t)n);
+        }
+    }
+    mdb_cursor_close(cur);
+    return DXB_OK;
+}
+
 /* ---- grants -------------------------------------------------------------------- */
 
 static void
@@ -628,41 +672,26 @@ s_grant_create(gov_req_t *r, const brk_demand_t *d, const char *fields, const ch
     return err;
 }
 
+static bool
+s_grant_match(const gov_req_t *r, const void *rec)
+{
+    const brk_grant_t *gr = rec;
+    const char *ds = s_arg(r, 0);
+    bool mine = r->actor == NULL || strcmp(gr->consumer, r->actor) == 0 ||
+                strcmp(gr->owner, r->actor) == 0;
+    return mine && (ds == NULL || strcmp(ds, gr->dataset) == 0);
+}
+
+static void
+s_grant_pack(const gov_req_t *r, const void *rec)
+{
+    s_pack_grant(r->pk, rec, r->now);
+}
+
 static dxb_err_t
 s_op_grant_list(gov_req_t *r)
 {
-    static brk_grant_t gr;
-    const char *ds = s_arg(r, 0);
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->g->grant, &cur);
-    if (rc != 0) {
-        return dxb_store_err(rc, "grant cursor");
-    }
-    MDB_val k, v;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = 0;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (v.mv_size != sizeof(gr)) {
-                continue;
-            }
-            memcpy(&gr, v.mv_data, sizeof(gr));
-            bool mine = r->actor == NULL || strcmp(gr.consumer, r->actor) == 0 ||
-                        strcmp(gr.owner, r->actor) == 0;
-            if (!mine || (ds != NULL && strcmp(ds, gr.dataset) != 0)) {
-                continue;
-            }
-            if (pass == 1) {
-                s_pack_grant(r->pk, &gr, r->now);
-            }
-            n++;
-        }
-        if (pass == 0) {
-            msgpack_pack_array(r->pk, (uint32_t)n);
-        }
-    }
-    mdb_cursor_close(cur);
-    return DXB_OK;
+    return s_list_records(r, r->g->grant, sizeof(brk_grant_t), s_grant_match, s_grant_pack);
 }
 
 static dxb_err_t
@@ -948,47 +977,32 @@ s_op_demand_deny(gov_req_t *r)
     return err;
 }
 
+static bool
+s_demand_match(const gov_req_t *r, const void *rec)
+{
+    const brk_demand_t *d = rec;
+    const char *state = s_arg(r, 0);
+    bool mine = r->actor == NULL || strcmp(d->consumer, r->actor) == 0 ||
+                strcmp(d->owner, r->actor) == 0;
+    return mine && (state == NULL || state[0] == '\0' ||
+                    strcmp(state, s_demand_states[d->state % 3]) == 0);
+}
+
+static void
+s_demand_pack(const gov_req_t *r, const void *rec)
+{
+    s_pack_demand(r->pk, rec, r->now);
+}
+
 static dxb_err_t
 s_op_demand_list(gov_req_t *r)
 {
-    static brk_demand_t d;
     const char *state = s_arg(r, 0);
     if (state != NULL && state[0] != '\0' && strcmp(state, "pending") != 0 &&
         strcmp(state, "approved") != 0 && strcmp(state, "denied") != 0) {
         return s_fail(r, DXB_W_EINVAL, "state must be pending, approved or denied");
     }
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->g->demand, &cur);
-    if (rc != 0) {
-        return dxb_store_err(rc, "demand cursor");
-    }
-    MDB_val k, v;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = 0;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (v.mv_size != sizeof(d)) {
-                continue;
-            }
-            memcpy(&d, v.mv_data, sizeof(d));
-            bool mine = r->actor == NULL || strcmp(d.consumer, r->actor) == 0 ||
-                        strcmp(d.owner, r->actor) == 0;
-            bool st = state == NULL || state[0] == '\0' ||
-                      strcmp(state, s_demand_states[d.state % 3]) == 0;
-            if (!mine || !st) {
-                continue;
-            }
-            if (pass == 1) {
-                s_pack_demand(r->pk, &d, r->now);
-            }
-            n++;
-        }
-        if (pass == 0) {
-            msgpack_pack_array(r->pk, (uint32_t)n);
-        }
-    }
-    mdb_cursor_close(cur);
-    return DXB_OK;
+    return s_list_records(r, r->g->demand, sizeof(brk_demand_t), s_demand_match, s_demand_pack);
 }
 
 /* ---- objections ------------------------------------------------------------------ */
@@ -1098,43 +1112,27 @@ s_op_objection_update(gov_req_t *r, bool respond)
     return err;
 }
 
+static bool
+s_obj_match(const gov_req_t *r, const void *rec)
+{
+    const brk_objection_t *o = rec;
+    const char *state = s_arg(r, 0);
+    bool mine = r->actor == NULL || strcmp(o->filer, r->actor) == 0 ||
+                strcmp(o->owner, r->actor) == 0;
+    return mine && (state == NULL || state[0] == '\0' ||
+                    strcmp(state, s_obj_states[o->state % 3]) == 0);
+}
+
+static void
+s_obj_pack(const gov_req_t *r, const void *rec)
+{
+    s_pack_obj(r->pk, rec);
+}
+
 static dxb_err_t
 s_op_objection_list(gov_req_t *r)
 {
-    static brk_objection_t o;
-    const char *state = s_arg(r, 0);
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->g->objection, &cur);
-    if (rc != 0) {
-        return dxb_store_err(rc, "objection cursor");
-    }
-    MDB_val k, v;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = 0;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (v.mv_size != sizeof(o)) {
-                continue;
-            }
-            memcpy(&o, v.mv_data, sizeof(o));
-            bool mine = r->actor == NULL || strcmp(o.filer, r->actor) == 0 ||
-                        strcmp(o.owner, r->actor) == 0;
-            bool st = state == NULL || state[0] == '\0' ||
-                      strcmp(state, s_obj_states[o.state % 3]) == 0;
-            if (!mine || !st) {
-                continue;
-            }
-            if (pass == 1) {
-                s_pack_obj(r->pk, &o);
-            }
-            n++;
-        }
-        if (pass == 0) {
-            msgpack_pack_array(r->pk, (uint32_t)n);
-        }
-    }
-    mdb_cursor_close(cur);
-    return DXB_OK;
+    return s_list_records(r, r->g->objection, sizeof(brk_objection_t), s_obj_match, s_obj_pack);
 }
 
 /* ---- figures (issue 4 item 7) -------------------------------------------------------- */
